@@ -1,0 +1,381 @@
+"""Base classes whose ``get_config``/``from_config`` come from ``__init__``.
+
+``Serializable`` captures the arguments an object is constructed with (bound
+to ``__init__``'s signature, which is inspected once, when the class is
+defined), checks at construction that every one of them can round-trip, and
+derives ``get_config``/``from_config`` from them. ``SerializableLayer`` and
+``SerializableModel`` are that mixin on ``keras.layers.Layer`` and
+``keras.Model``.
+
+The user's ``__init__`` is never wrapped: arguments are captured in
+``__new__``, which receives the same arguments, so Keras' own introspection
+of ``__init__`` (and the user's signature in ``help()``) stays untouched.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import keras
+
+from keras_safe import _keras
+from keras_safe.codec import DEFAULT_NUMPY_LIMIT, Codec, codec
+from keras_safe.errors import CompatibilityError, SerializationError
+
+__all__ = ["Serializable", "SerializableLayer", "SerializableModel"]
+
+# Base-config values (name, trainable, dtype ...) that from_config must hand
+# to the Keras base class when the user's __init__ has no **kwargs to carry
+# them: (class being rebuilt, values). Consumed by the next __new__ of that
+# class, so sublayers built inside __init__ never see it.
+_PENDING_BASE: contextvars.ContextVar[tuple[type, dict[str, Any]] | None] = contextvars.ContextVar(
+    "keras_safe_pending_base", default=None
+)
+
+_RESERVED_ARGUMENTS = frozenset({"config_version"})
+_EMPTY = inspect.Parameter.empty
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_OWN_CLASSES = frozenset({"Serializable", "SerializableLayer", "SerializableModel"})
+
+
+class _Captured:
+    """Holds captured arguments; deliberately not a list/dict, so Keras'
+    weight saving (which walks list and dict attributes) never looks inside."""
+
+    __slots__ = ("arguments",)
+
+    def __init__(self, arguments: dict[str, Any]) -> None:
+        self.arguments = arguments
+
+
+@dataclass(frozen=True)
+class _InitPlan:
+    """What ``__init__`` accepts, worked out once per class."""
+
+    signature: inspect.Signature
+    params: tuple[inspect.Parameter, ...]
+    varargs: str | None
+    varkw: str | None
+    base_params: frozenset[str]
+    automatic: bool
+    codec: Codec
+    new_takes_args: bool
+
+    def capture(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Captured | None:
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError:
+            return None  # __init__ itself will raise the precise TypeError
+        arguments = bound.arguments
+        if self.automatic:
+            check = self.codec.check
+            for name, value in arguments.items():
+                if name == self.varargs:
+                    for i, item in enumerate(value):
+                        check(item, (name, i))
+                elif name == self.varkw:
+                    for key, item in value.items():
+                        check(item, (key,))
+                else:
+                    check(value, (name,))
+        return _Captured(arguments)
+
+    def split(
+        self, owner: str, values: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+        """Config values -> (positional args, keyword args, base-class kwargs)."""
+        values = dict(values)
+        missing: list[str] = []
+        positional: list[Any] = []
+        keywords: dict[str, Any] = {}
+        extra = values.pop(self.varargs, []) if self.varargs else []
+        if self.varargs and not isinstance(extra, (list, tuple)):
+            raise CompatibilityError(
+                f"{owner}: the saved value of *{self.varargs} is not a list; the config was "
+                "not written for this class."
+            )
+        for param in self.params:
+            name = param.name
+            if param.kind is inspect.Parameter.VAR_POSITIONAL:
+                positional.extend(extra)
+            elif param.kind is inspect.Parameter.VAR_KEYWORD:
+                continue
+            elif param.kind in _POSITIONAL and (
+                param.kind is inspect.Parameter.POSITIONAL_ONLY or extra
+            ):
+                if name in values:
+                    positional.append(values.pop(name))
+                elif param.default is not _EMPTY:
+                    positional.append(param.default)
+                else:
+                    missing.append(name)
+            elif name in values:
+                keywords[name] = values.pop(name)
+            elif param.default is _EMPTY:
+                missing.append(name)
+        base: dict[str, Any] = {}
+        unknown: list[str] = []
+        for name, value in values.items():
+            if self.varkw:
+                keywords[name] = value
+            elif name in self.base_params:
+                base[name] = value
+            else:
+                unknown.append(name)
+        if unknown or missing:
+            raise CompatibilityError(self._mismatch_message(owner, unknown, missing))
+        return positional, keywords, base
+
+    def _mismatch_message(self, owner: str, unknown: list[str], missing: list[str]) -> str:
+        accepted = ", ".join(p.name for p in self.params) or "nothing"
+        lines = [f"The saved config of {owner} does not fit {owner}.__init__({accepted}):"]
+        for name in unknown:
+            lines.append(
+                f"  - saved argument `{name}` is not accepted by {owner}.__init__ any more"
+            )
+        for name in missing:
+            lines.append(
+                f"  - required argument `{name}` of {owner}.__init__ is not in the saved config"
+            )
+        lines.append(
+            f"Fix: bump {owner}.config_version and translate the old config in "
+            f"{owner}.upgrade_config(config, from_version) (rename or drop old arguments, "
+            "set new ones), or give new arguments a default; if the class was renamed, "
+            "register it with aliases=('old_package>OldName',)."
+        )
+        return "\n".join(lines)
+
+
+def _keras_base_params(cls: type) -> frozenset[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass.__module__.split(".", 1)[0] != "keras" or "__init__" not in klass.__dict__:
+            continue
+        try:
+            parameters = inspect.signature(klass.__dict__["__init__"]).parameters
+        except (TypeError, ValueError):
+            continue
+        names.update(
+            name
+            for name, p in parameters.items()
+            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        )
+    names.discard("self")
+    return frozenset(names)
+
+
+def _check_class_layout(cls: type) -> bool:
+    """Validate the class once; return whether its config is automatic."""
+    mro = cls.__mro__
+    mixin_index = mro.index(Serializable)
+    for klass in mro[:mixin_index]:
+        if klass.__module__.split(".", 1)[0] == "keras" and "get_config" in klass.__dict__:
+            raise SerializationError(
+                f"{cls.__qualname__}: keras_safe.Serializable must come before "
+                f"{klass.__module__}.{klass.__qualname__} in the class bases, or Keras' "
+                f"get_config() hides the automatic one. Write: class {cls.__name__}"
+                f"(keras_safe.Serializable, {klass.__name__})"
+            )
+    return not any(
+        "get_config" in klass.__dict__
+        for klass in mro[:mixin_index]
+        if not (klass.__module__ == __name__ and klass.__name__ in _OWN_CLASSES)
+    )
+
+
+def _make_plan(cls: type) -> _InitPlan:
+    signature = inspect.signature(getattr(cls, "__init__"))  # noqa: B009 (mypy: unsound access)
+    params = tuple(signature.parameters.values())[1:]  # drop self
+    reserved = _RESERVED_ARGUMENTS.intersection(p.name for p in params)
+    if reserved:
+        raise SerializationError(
+            f"{cls.__qualname__}.__init__ has a parameter named {sorted(reserved)[0]!r}, which "
+            "keras_safe reserves for its own bookkeeping in configs. Rename the parameter."
+        )
+    varargs = next((p.name for p in params if p.kind is p.VAR_POSITIONAL), None)
+    varkw = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
+    automatic = _check_class_layout(cls)
+    limit = int(getattr(cls, "numpy_size_limit", DEFAULT_NUMPY_LIMIT))
+    parent_new = super(Serializable, cls).__new__  # type: ignore[misc]
+    return _InitPlan(
+        signature=signature.replace(parameters=params),
+        params=params,
+        varargs=varargs,
+        varkw=varkw,
+        base_params=_keras_base_params(cls),
+        automatic=automatic,
+        codec=codec.for_owner(cls.__qualname__, limit),
+        new_takes_args=parent_new is not object.__new__,
+    )
+
+
+class Serializable:
+    """Mixin deriving ``get_config``/``from_config`` from ``__init__`` arguments.
+
+    Put it first in the bases of any Keras object with a config: losses,
+    metrics, initializers, regularizers, constraints, learning-rate
+    schedules, or a plain class used as an argument value. Arguments that
+    cannot round-trip raise :class:`~keras_safe.SerializationError` when the
+    object is constructed. A subclass that defines its own ``get_config`` /
+    ``from_config`` keeps them (and skips the construction-time check).
+
+    Attributes:
+        numpy_size_limit: Largest numpy argument in bytes (default 1 MiB);
+            bigger arrays belong in weights.
+
+    Example:
+        >>> @keras_safe.register(package="my_project")
+        ... class FocalLoss(keras_safe.Serializable, keras.losses.Loss):
+        ...     def __init__(self, gamma=2.0, **kwargs):
+        ...         super().__init__(**kwargs)
+        ...         self.gamma = gamma
+        ...     def call(self, y_true, y_pred):
+        ...         return keras.ops.mean((1 - y_pred) ** self.gamma * (y_true - y_pred) ** 2)
+        >>> FocalLoss.from_config(FocalLoss(gamma=3.0).get_config()).gamma
+        3.0
+    """
+
+    numpy_size_limit: ClassVar[int] = DEFAULT_NUMPY_LIMIT
+    _keras_safe_plan: ClassVar[_InitPlan]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._keras_safe_plan = _make_plan(cls)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        plan = cls._keras_safe_plan
+        captured = plan.capture(args, kwargs)
+        parent = super()
+        if plan.new_takes_args:
+            instance = parent.__new__(cls, *args, **kwargs)
+        else:
+            instance = parent.__new__(cls)
+        object.__setattr__(instance, "_keras_safe_captured", captured)
+        pending = _PENDING_BASE.get()
+        if pending is not None and pending[0] is cls:
+            object.__setattr__(instance, "_keras_safe_base", pending[1])
+            _PENDING_BASE.set(None)
+        return instance
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        base = self.__dict__.pop("_keras_safe_base", None)
+        if base:
+            kwargs = {**base, **kwargs}
+        super().__init__(*args, **kwargs)
+
+    def _keras_safe_base_config(self) -> dict[str, Any]:
+        parent = super()
+        if not hasattr(parent, "get_config"):
+            return {}
+        try:
+            return dict(parent.get_config())
+        except NotImplementedError:  # e.g. LearningRateSchedule
+            return {}
+
+    def get_config(self) -> dict[str, Any]:
+        """The base Keras config merged with every ``__init__`` argument, as JSON data."""
+        cls = type(self)
+        plan = cls._keras_safe_plan
+        captured: _Captured | None = self.__dict__.get("_keras_safe_captured")
+        if captured is None:
+            raise SerializationError(
+                f"{cls.__qualname__}: the constructor arguments of this object were not "
+                "captured (it was not created by calling the class), so its config is "
+                "unknown. Create it with "
+                f"{cls.__name__}(...) or {cls.__name__}.from_config(config)."
+            )
+        config = self._keras_safe_base_config()
+        base_keys = set(config)
+        encode = plan.codec.encode
+        arguments = captured.arguments
+        for param in plan.params:
+            name = param.name
+            if param.kind is param.VAR_POSITIONAL:
+                items = arguments.get(name, ())
+                config[name] = [encode(item, (name, i)) for i, item in enumerate(items)]
+            elif param.kind is param.VAR_KEYWORD:
+                for key, item in arguments.get(name, {}).items():
+                    if key not in base_keys:
+                        config[key] = encode(item, (key,))
+            elif name not in base_keys:
+                value = arguments.get(name, param.default)
+                if value is _EMPTY:
+                    continue
+                config[name] = encode(value, (name,))
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Any:
+        """Rebuild an object from :meth:`get_config` output (nested objects included)."""
+        if not isinstance(config, dict):
+            raise CompatibilityError(
+                f"{cls.__qualname__}.from_config expects a dict, got {type(config).__name__}."
+            )
+        plan = cls._keras_safe_plan
+        decode = plan.codec.decode
+        values = {key: decode(value, (key,)) for key, value in config.items()}
+        positional, keywords, base = plan.split(cls.__qualname__, values)
+        token = _PENDING_BASE.set((cls, base)) if base else None
+        try:
+            return cls(*positional, **keywords)
+        finally:
+            if token is not None:
+                _PENDING_BASE.reset(token)
+
+
+class SerializableLayer(Serializable, keras.layers.Layer):  # type: ignore[misc]
+    """A ``keras.layers.Layer`` that needs no ``get_config``/``from_config``.
+
+    Example:
+        >>> @keras_safe.register(package="my_project")
+        ... class Scale(keras_safe.SerializableLayer):
+        ...     def __init__(self, factor=2.0, **kwargs):
+        ...         super().__init__(**kwargs)
+        ...         self.factor = factor
+        ...     def call(self, x):
+        ...         return x * self.factor
+        >>> Scale.from_config(Scale(factor=3.0).get_config()).factor
+        3.0
+    """
+
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        """Create the layer's weights when a saved model is rebuilt.
+
+        A layer without its own ``build`` whose sublayers are made in
+        ``__init__`` gets them built by running ``call`` on symbolic inputs of
+        the saved shape (as Keras does for models), so their weights exist
+        when the saved values are loaded into them.
+        """
+        if (
+            config
+            and type(self).build is keras.layers.Layer.build
+            and _keras.has_unbuilt_sublayers(self)
+        ):
+            _keras.build_by_running(self, config)
+        super().build_from_config(config)
+
+
+class SerializableModel(Serializable, keras.Model):  # type: ignore[misc]
+    """A subclassed ``keras.Model`` that needs no ``get_config``/``from_config``.
+
+    The config holds the constructor arguments; the model is rebuilt by
+    calling the class, and its weights are restored by Keras as usual.
+
+    Example:
+        >>> @keras_safe.register(package="my_project")
+        ... class Classifier(keras_safe.SerializableModel):
+        ...     def __init__(self, hidden=32, classes=3, **kwargs):
+        ...         super().__init__(**kwargs)
+        ...         self.hidden = keras.layers.Dense(hidden, activation="relu")
+        ...         self.out = keras.layers.Dense(classes)
+        ...     def call(self, x):
+        ...         return self.out(self.hidden(x))
+    """
+
+    def _keras_safe_base_config(self) -> dict[str, Any]:
+        # A model built with inputs/outputs inside __init__ becomes Functional,
+        # whose get_config describes the graph; the arguments rebuild it instead.
+        return dict(keras.layers.Layer.get_config(self))

@@ -1,0 +1,73 @@
+"""The keras_safe exception hierarchy.
+
+Every error keras_safe raises derives from :class:`KerasSafeError`, so
+``except keras_safe.KerasSafeError`` catches all of them. Errors that describe
+bad input also derive from the built-in exception Keras itself would raise in
+the same situation (``TypeError`` or ``ValueError``), so code written against
+Keras' own errors keeps working.
+
+Every message says what was found, where (class, argument, archive member or
+path inside the model), and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CompatibilityError",
+    "CompatibilityWarning",
+    "IntegrityError",
+    "KerasSafeError",
+    "MissingObjectsError",
+    "RegistrationError",
+    "SerializationError",
+    "UnsafeModelError",
+    "VerificationError",
+]
+
+
+class KerasSafeError(Exception):
+    """Base class of every error raised by keras_safe."""
+
+
+class SerializationError(KerasSafeError, TypeError):
+    """A value cannot be saved so that it loads back unchanged.
+
+    Raised when a :class:`~keras_safe.Serializable` object is constructed with
+    an argument that cannot round-trip, and by :func:`keras_safe.save` for
+    models it knows will not load back (listing every problem at once).
+    """
+
+
+class RegistrationError(KerasSafeError, ValueError):
+    """A registration conflicts with an existing one, or cannot be made."""
+
+
+class VerificationError(KerasSafeError, ValueError):
+    """The model rebuilt from the written file differs from the one saved."""
+
+
+class IntegrityError(KerasSafeError, ValueError):
+    """A file's bytes do not match its manifest: corruption or tampering."""
+
+
+class UnsafeModelError(KerasSafeError, ValueError):
+    """A file refers to something that is not allowed to run on load."""
+
+
+class MissingObjectsError(KerasSafeError, ValueError):
+    """A file needs custom objects that are not available in this process.
+
+    ``missing`` holds the key of every object that could not be found.
+    """
+
+    def __init__(self, message: str, missing: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class CompatibilityError(KerasSafeError, ValueError):
+    """A saved object no longer fits the code or environment loading it."""
+
+
+class CompatibilityWarning(UserWarning):
+    """The environment or an object's code changed since the file was saved."""
