@@ -5,6 +5,8 @@ Public names:
 * :class:`SerializableLayer`, :class:`SerializableModel`, :class:`Serializable`:
   base classes whose ``get_config``/``from_config`` come from ``__init__``.
 * :func:`register` and :data:`registry`: custom objects known to keras_safe and Keras.
+* :func:`save` / :func:`load` (also ``safe_save`` / ``safe_load``): ``.keras``
+  archives with an embedded, verified manifest; :func:`inspect`, :func:`verify`.
 * The errors of :mod:`keras_safe.errors`.
 """
 
@@ -20,7 +22,13 @@ from keras_safe.errors import (
     UnsafeModelError,
     VerificationError,
 )
+from keras_safe.loading import VerifyReport, inspect, load, verify
+from keras_safe.manifest import Manifest, ModelSummary, ObjectRecord
 from keras_safe.registry import Registry, RegistryEntry, register, registry
+from keras_safe.saving import save
+
+safe_save = save
+safe_load = load
 
 __version__ = "0.1.0"
 
@@ -29,7 +37,10 @@ __all__ = [
     "CompatibilityWarning",
     "IntegrityError",
     "KerasSafeError",
+    "Manifest",
     "MissingObjectsError",
+    "ModelSummary",
+    "ObjectRecord",
     "RegistrationError",
     "Registry",
     "RegistryEntry",
@@ -39,7 +50,14 @@ __all__ = [
     "SerializationError",
     "UnsafeModelError",
     "VerificationError",
+    "VerifyReport",
     "__version__",
+    "inspect",
+    "load",
     "register",
     "registry",
+    "safe_load",
+    "safe_save",
+    "save",
+    "verify",
 ]

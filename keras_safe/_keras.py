@@ -8,10 +8,15 @@ Keras upgrade that moves them breaks one small module (covered by
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
 
+import h5py
 from keras.src import api_export
-from keras.src.saving import object_registration
+from keras.src.saving import object_registration, saving_lib, serialization_lib
 
 
 def public_keras_name(obj: Any) -> str | None:
@@ -76,3 +81,151 @@ def build_by_running(layer: Any, build_config: dict[str, Any]) -> bool:
     if "shapes_dict" in build_config:
         return bool(layer._build_by_run_for_kwargs(build_config["shapes_dict"]))
     return False
+
+
+# -- the archive's model parts ---------------------------------------------------
+#
+# keras.saving.save_model/load_model do not let a caller see the config they
+# write, hash members as they are written, check references before the config
+# is parsed, or learn which weights were actually consumed. keras_safe does
+# those steps itself around the same internal functions Keras' own
+# saving_lib uses, so the archive layout stays exactly Keras'.
+
+
+def serialize_model(model: Any) -> dict[str, Any]:
+    """The model config exactly as ``model.save`` writes it to config.json."""
+    with serialization_lib.ObjectSharingScope():
+        config = serialization_lib.serialize_keras_object(model)
+    return dict(config)
+
+
+@contextmanager
+def safe_mode() -> Iterator[None]:
+    """Keras' safe mode on, whatever the process-wide setting.
+
+    ``keras.config.enable_unsafe_deserialization()`` flips a global flag that
+    overrides ``safe_mode=True`` arguments; this scope pins it on.
+    """
+    with serialization_lib.SafeModeScope(True):
+        yield
+
+
+def deserialize_model(config: dict[str, Any], custom_objects: dict[str, Any]) -> Any:
+    """Build a model from a config, in Keras' safe mode whatever the global setting."""
+    with serialization_lib.ObjectSharingScope(), safe_mode():
+        return serialization_lib.deserialize_keras_object(
+            config, custom_objects=custom_objects, safe_mode=True
+        )
+
+
+def write_state(model: Any, archive: Any, weights_name: str, assets_name: str) -> None:
+    """Write the model's variables and assets into an open ZipFile, as Keras does."""
+    weights_store: Any = None
+    asset_store: Any = None
+    spill: Any = None
+    try:
+        if saving_lib.is_memory_sufficient(model):
+            weights_store = saving_lib.H5IOStore(weights_name, archive=archive, mode="w")
+        else:  # as Keras: build the h5 on disk next to the archive, then copy it in
+            import tempfile
+
+            spill = tempfile.NamedTemporaryFile(dir=Path(archive.fp.name).parent)  # noqa: SIM115
+            weights_store = saving_lib.H5IOStore(spill.name, mode="w")
+        asset_store = saving_lib.DiskIOStore(assets_name, archive=archive, mode="w")
+        saving_lib._save_state(
+            model,
+            weights_store=weights_store,
+            assets_store=asset_store,
+            inner_path="",
+            visited_saveables=set(),
+        )
+    except BaseException:
+        if weights_store is not None:
+            weights_store.archive = None  # don't write a half-filled member
+        spill = None if spill is None else spill.close()
+        raise
+    finally:
+        if weights_store is not None:
+            weights_store.close()
+        if asset_store is not None:
+            asset_store.close()
+    if spill is not None:
+        archive.write(spill.name, weights_name)
+        spill.close()
+
+
+class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
+    """Keras' H5 weight store over any file object, recording what is read."""
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._fileobj = fileobj
+        self.consumed: set[str] = set()
+        super().__init__("model.weights.h5", mode="r")
+
+    def _get_h5_file(self, path_or_io: Any, mode: str | None = None) -> Any:
+        return h5py.File(self._fileobj, mode="r")
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        group = self._h5_entry_group
+        self.consumed.add(f"{group.name.lstrip('/')}/{key}" if hasattr(group, "name") else key)
+        return value
+
+    def datasets(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Every dataset in the file: ``{path: (shape, dtype)}``."""
+        found: dict[str, tuple[tuple[int, ...], str]] = {}
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                found[name] = (tuple(obj.shape), str(obj.dtype))
+
+        self.h5_file.visititems(visit)
+        return found
+
+
+@contextmanager
+def _loading_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def load_state(
+    model: Any, store: RecordingH5Store, assets_dir: Path | None
+) -> tuple[list[str], list[str]]:
+    """Load variables (and assets) into ``model``.
+
+    Returns ``(errors, warnings)``: one line per object Keras failed to load
+    and the text of every warning Keras raised while loading (Keras reports
+    skipped optimizer state and unloaded nested layers only as warnings).
+    """
+    asset_store = (
+        saving_lib.DiskIOStore(str(assets_dir), mode="r") if assets_dir is not None else None
+    )
+    failed: set[int] = set()
+    error_msgs: dict[int, tuple[Any, BaseException]] = {}
+    with _loading_warnings() as caught:
+        saving_lib._load_state(
+            model,
+            weights_store=store,
+            assets_store=asset_store,
+            inner_path="",
+            visited_saveables=set(),
+            failed_saveables=failed,
+            error_msgs=error_msgs,
+        )
+    errors = [
+        f"{getattr(obj, 'name', type(obj).__name__)} ({type(obj).__name__}): {exc}"
+        for obj, exc in error_msgs.values()
+    ]
+    return errors, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def all_layers(model: Any) -> list[Any]:
+    """Every layer of a model, nested ones included (``Layer._flatten_layers``)."""
+    return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def count_layers(model: Any) -> int:
+    """How many layers a model has, nested ones included."""
+    return len(all_layers(model))

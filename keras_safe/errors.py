@@ -71,3 +71,15 @@ class CompatibilityError(KerasSafeError, ValueError):
 
 class CompatibilityWarning(UserWarning):
     """The environment or an object's code changed since the file was saved."""
+
+
+class _UsageError(KerasSafeError, ValueError):
+    """An argument of a keras_safe call is invalid (bad path, unknown option)."""
+
+
+class _FileExistsError(KerasSafeError, FileExistsError):
+    """The target exists and ``overwrite=False``."""
+
+
+class _WriteError(KerasSafeError, OSError):
+    """Writing the file failed (disk full, permissions); the old file is unchanged."""

@@ -1,0 +1,122 @@
+"""Differences between two configs and between two sets of weights, as sentences.
+
+Used by ``save(verify=True)``, :func:`keras_safe.diff` and
+``keras_safe.testing.assert_roundtrip``: each difference names the layer,
+the argument or weight, and both values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import keras
+import numpy as np
+
+__all__ = ["config_differences", "strictly_equal", "weight_differences"]
+
+_MAX_SHOWN = 200
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _label(node: Any) -> str | None:
+    if not isinstance(node, dict) or not isinstance(node.get("class_name"), str):
+        return None
+    inner = node.get("config")
+    name = inner.get("name") if isinstance(inner, dict) else None
+    if isinstance(name, str) and node["class_name"] != "function":
+        return f"{name} ({node['class_name']})"
+    return None
+
+
+def config_differences(saved: Any, rebuilt: Any, where: str = "") -> list[str]:
+    """Every place two configs differ, values and types both (1 != 1.0 != True).
+
+    Locations read ``"model (Functional) > attention (CustomAttention).units"``.
+    """
+    return list(_diff(saved, rebuilt, where))
+
+
+def _diff(a: Any, b: Any, where: str) -> Iterator[str]:
+    if type(a) is not type(b) and not (type(a) in (list, tuple) and type(b) in (list, tuple)):
+        yield (
+            f"{where or 'config'}: saved {_short(a)} ({type(a).__name__}), "
+            f"rebuilt {_short(b)} ({type(b).__name__})"
+        )
+        return
+    if isinstance(a, dict):
+        label = _label(a)
+        if label is not None:
+            where = f"{where} > {label}" if where else label
+        for key in dict.fromkeys([*a, *b]):
+            if key == "shared_object_id":
+                continue  # object identities of one process, not part of the model
+            child = where if key in ("config", "layers") else f"{where}.{key}"
+            if key not in a:
+                yield f"{child}: not saved, rebuilt has {_short(b[key])}"
+            elif key not in b:
+                yield f"{child}: saved {_short(a[key])}, missing after rebuilding"
+            else:
+                yield from _diff(a[key], b[key], child)
+        return
+    if isinstance(a, (list, tuple)):
+        if len(a) != len(b):
+            yield f"{where or 'config'}: saved {len(a)} items, rebuilt has {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            yield from _diff(x, y, where if _label(x) else f"{where}[{i}]")
+        return
+    if a != b and not (isinstance(a, float) and a != a and b != b):
+        yield f"{where or 'config'}: saved {_short(a)}, rebuilt {_short(b)}"
+
+
+def strictly_equal(a: Any, b: Any) -> bool:
+    """Deep equality that also compares types (and treats NaN as equal to NaN)."""
+    return not any(True for _ in _diff(a, b, ""))
+
+
+def _as_numpy(variable: Any) -> np.ndarray[Any, Any]:
+    return np.asarray(keras.ops.convert_to_numpy(variable))
+
+
+def _bits_equal(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.hasobject:
+        return bool(np.array_equal(a, b))
+    return bool(
+        np.array_equal(
+            np.ascontiguousarray(a).view(np.uint8), np.ascontiguousarray(b).view(np.uint8)
+        )
+    )
+
+
+def weight_differences(
+    saved: Iterable[Any], rebuilt: Iterable[Any], what: str = "weight"
+) -> list[str]:
+    """Every variable whose path, shape, dtype or bits differ between two lists."""
+    saved, rebuilt = list(saved), list(rebuilt)
+    problems: list[str] = []
+    if len(saved) != len(rebuilt):
+        problems.append(
+            f"the saved model has {len(saved)} {what}s, the rebuilt one has {len(rebuilt)}"
+        )
+    for a, b in zip(saved, rebuilt):
+        name = getattr(a, "path", None) or getattr(a, "name", "?")
+        other = getattr(b, "path", None) or getattr(b, "name", "?")
+        left, right = _as_numpy(a), _as_numpy(b)
+        if left.shape != right.shape or left.dtype != right.dtype:
+            problems.append(
+                f"{what} {name}: saved {left.dtype}{list(left.shape)}, rebuilt {other} is "
+                f"{right.dtype}{list(right.shape)}"
+            )
+        elif not _bits_equal(left, right):
+            changed = int(np.count_nonzero(left != right)) if left.dtype.kind in "biuf" else -1
+            detail = f"{changed} of {left.size} values differ" if changed >= 0 else "values differ"
+            problems.append(f"{what} {name}: {detail} after reloading (loaded into {other})")
+        if len(problems) >= _MAX_SHOWN:
+            break
+    return problems

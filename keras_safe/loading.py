@@ -1,0 +1,533 @@
+"""``load``, ``inspect`` and ``verify``: every check before Keras parses a byte.
+
+``load_archive`` reads top to bottom as the order of the checks: pins
+(expected digest, signature), the member list against the manifest, the
+config's digest, the reference allowlist, drift, and only then Keras
+rebuilding the model, while the weights are hashed on another core; the
+weights are read only after their digest matched, and the model is returned
+only if every weight in the file went into it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from keras_safe import _keras, plain
+from keras_safe.archive import ASSETS_DIR, CONFIG, METADATA, WEIGHTS, ArchiveReader
+from keras_safe.drift import ON_MISMATCH, find_drift, report_drift
+from keras_safe.errors import (
+    CompatibilityError,
+    IntegrityError,
+    KerasSafeError,
+    MissingObjectsError,
+    UnsafeModelError,
+    _UsageError,
+)
+from keras_safe.manifest import Manifest, content_digest, environment
+from keras_safe.policy import Reference, Resolved, Resolver, iter_references, normalize_prefixes
+
+__all__ = ["LoadOptions", "VerifyReport", "inspect", "load", "verify"]
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_BENIGN_WARNINGS = ("the saved optimizer has 0 variables",)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """The validated keyword arguments of :func:`load`."""
+
+    custom_objects: Mapping[str, Any]
+    compile: bool
+    allow_imports: tuple[str, ...]
+    on_mismatch: str
+    expected_digest: str | None
+    verify_key: bytes | None
+
+    @classmethod
+    def make(
+        cls,
+        custom_objects: Mapping[str, Any] | None = None,
+        compile: bool = True,
+        allow_imports: Any = (),
+        on_mismatch: str = "warn",
+        expected_digest: str | None = None,
+        verify_key: bytes | None = None,
+    ) -> LoadOptions:
+        if on_mismatch not in ON_MISMATCH:
+            raise _UsageError(
+                f"on_mismatch must be one of {', '.join(map(repr, ON_MISMATCH))}, "
+                f"got {on_mismatch!r}."
+            )
+        objects = dict(custom_objects or {})
+        if not all(isinstance(key, str) for key in objects):
+            raise _UsageError("custom_objects keys must be strings (class names or keys).")
+        digest = None
+        if expected_digest is not None:
+            digest = str(expected_digest).lower().removeprefix("sha256:")
+            if not _HEX64.match(digest):
+                raise _UsageError(
+                    f"expected_digest must be 64 hex digits (a SHA-256), got {expected_digest!r}."
+                )
+        try:
+            prefixes = normalize_prefixes(allow_imports)
+        except ValueError as exc:
+            raise _UsageError(str(exc)) from None
+        return cls(objects, bool(compile), prefixes, on_mismatch, digest, verify_key)
+
+
+def existing_path(filepath: Any) -> Path:
+    """``filepath`` as a Path to an existing regular file."""
+    try:
+        path = Path(os.fspath(filepath))
+    except TypeError:
+        raise _UsageError(
+            f"filepath must be a str or os.PathLike, got {type(filepath).__name__}."
+        ) from None
+    if not path.exists():
+        raise _UsageError(f"No such file: {path}")
+    if not path.is_file():
+        raise _UsageError(f"{path} is not a file (a .keras model is a single zip file).")
+    return path
+
+
+def sniff(path: Path) -> str:
+    """``"zip"`` or ``"hdf5"`` by the file's first bytes, whatever its name."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"
+    return "zip"  # ArchiveReader explains anything that is not a zip either
+
+
+def load(
+    filepath: str | os.PathLike[str],
+    *,
+    custom_objects: Mapping[str, Any] | None = None,
+    compile: bool = True,
+    allow_imports: tuple[str, ...] | list[str] | str = (),
+    on_mismatch: str = "warn",
+    expected_digest: str | None = None,
+    verify_key: bytes | None = None,
+) -> Any:
+    """Load a model saved by :func:`keras_safe.save` (or a plain ``.keras`` / ``.h5``).
+
+    Every check runs before Keras parses anything: member digests, the
+    reference allowlist (Keras built-ins of model kinds, the registry,
+    ``custom_objects``, modules under ``allow_imports``), missing objects
+    (all listed at once), and drift since saving. The model is returned only
+    if every weight in the file went into it.
+
+    Args:
+        filepath: A ``.keras`` archive or legacy ``.h5`` file.
+        custom_objects: Extra objects, keyed by class name or registered key.
+        compile: Restore the training configuration and optimizer state.
+        allow_imports: Package prefixes whose modules may be imported to find
+            custom objects (``("my_project",)``); nothing else is imported.
+        on_mismatch: ``"warn"``, ``"error"`` or ``"ignore"`` changes of
+            versions, modules, signatures or sources since saving.
+        expected_digest: Refuse the file unless its content digest is this.
+        verify_key: Refuse the file unless it is signed with this key.
+
+    Raises:
+        IntegrityError: digests, sizes or signature do not match (corruption,
+            truncation, tampering).
+        UnsafeModelError: the file refers to something not allowed to run.
+        MissingObjectsError: custom objects are not available; lists all.
+        CompatibilityError: the code changed so the saved config or weights no
+            longer fit (or drift with ``on_mismatch="error"``).
+
+    Example:
+        >>> model = keras_safe.load("model.keras", allow_imports=("my_project",))
+    """
+    options = LoadOptions.make(
+        custom_objects, compile, allow_imports, on_mismatch, expected_digest, verify_key
+    )
+    path = existing_path(filepath)
+    if sniff(path) == "hdf5":
+        return plain.load_h5(path, options)
+    with ArchiveReader(path) as reader:
+        return load_archive(reader, options)
+
+
+def inspect(filepath: str | os.PathLike[str]) -> Manifest:
+    """The :class:`~keras_safe.Manifest` of a file, without building the model.
+
+    Neither the model nor its weights are read. For a file without a
+    manifest (saved by plain Keras), one is derived from its config
+    (``written_by == "keras"``, no digests).
+
+    Example:
+        >>> keras_safe.inspect("model.keras").objects[0].key
+        'my_project>CustomAttention'
+    """
+    path = existing_path(filepath)
+    if sniff(path) == "hdf5":
+        return plain.inspect_h5(path)
+    with ArchiveReader(path) as reader:
+        manifest = read_manifest(reader)
+        if manifest is None:
+            config = parse_json(reader.read(CONFIG), CONFIG, path)
+            return plain.derive_manifest(reader, config)
+        return manifest
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of :func:`verify`.
+
+    Attributes:
+        ok: True when every check passed (also the report's truth value).
+        problems: Why not, one paragraph per problem.
+        warnings: Compatibility warnings raised while loading.
+        error: The keras_safe error behind ``problems``, if any.
+    """
+
+    path: Path
+    ok: bool
+    manifest: Manifest | None
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    error: KerasSafeError | None = field(default=None, compare=False)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def verify(filepath: str | os.PathLike[str], **load_kwargs: Any) -> VerifyReport:
+    """Run every load-time check on a file; return a report instead of a model.
+
+    Takes :func:`load`'s keyword arguments. keras_safe errors become
+    ``ok=False`` with their message in ``problems``; invalid arguments raise.
+
+    Example:
+        >>> report = keras_safe.verify("model.keras", allow_imports=("my_project",))
+        >>> report.ok
+        True
+    """
+    path = Path(os.fspath(filepath))
+    manifest: Manifest | None = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            manifest = inspect(path)
+            load(path, **load_kwargs)
+        except _UsageError:
+            raise
+        except KerasSafeError as exc:
+            noted = tuple(str(w.message) for w in caught)
+            return VerifyReport(path, False, manifest, (str(exc),), noted, exc)
+    noted = tuple(str(w.message) for w in caught if issubclass(w.category, UserWarning))
+    return VerifyReport(path, True, manifest, (), noted)
+
+
+# -- manifest and pins ------------------------------------------------------------
+
+
+def parse_json(data: bytes, member: str, path: Path) -> dict[str, Any]:
+    """Parse a JSON member that must hold an object, refusing pathological input."""
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{member} in {path} is not valid JSON ({exc}).") from exc
+    except RecursionError:
+        raise UnsafeModelError(f"{member} in {path} is nested too deeply to be a model.") from None
+    if not isinstance(value, dict):
+        raise IntegrityError(
+            f"{member} in {path} should hold a JSON object, not {type(value).__name__}."
+        )
+    return value
+
+
+def read_manifest(reader: ArchiveReader) -> Manifest | None:
+    """The archive's manifest, or None for a file without one."""
+    if not reader.has(METADATA):
+        return None
+    metadata = parse_json(reader.read(METADATA), METADATA, reader.path)
+    if "keras_safe" not in metadata:
+        return None
+    try:
+        return Manifest.from_json(metadata["keras_safe"])
+    except IntegrityError as exc:
+        raise IntegrityError(f"The manifest in {reader.path} is damaged: {exc}") from None
+
+
+def _check_pins(manifest: Manifest | None, options: LoadOptions, path: Path) -> None:
+    if options.expected_digest is not None:
+        if manifest is None or manifest.digest is None:
+            raise IntegrityError(
+                f"{path} has no keras_safe manifest, so it has no digest to compare with "
+                "expected_digest. Re-save it with keras_safe.save (or keras_safe.upgrade)."
+            )
+        if manifest.digest != options.expected_digest:
+            raise IntegrityError(
+                f"{path} has content digest {manifest.digest}, not the expected "
+                f"{options.expected_digest}: it is a different file. Refusing to load it."
+            )
+    if options.verify_key is not None:
+        if manifest is None or manifest.signature is None:
+            raise IntegrityError(
+                f"{path} is not signed, and verify_key requires a signature. Save it with "
+                "keras_safe.save(..., signing_key=key)."
+            )
+        try:
+            matches = manifest.signature_matches(options.verify_key)
+        except TypeError as exc:
+            raise _UsageError(str(exc)) from None
+        if not matches:
+            raise IntegrityError(
+                f"The signature of {path} does not match verify_key: the file was changed "
+                "after signing, or signed with another key. Refusing to load it."
+            )
+
+
+def _check_member_list(manifest: Manifest, reader: ArchiveReader) -> None:
+    present = {name for name in reader.members if name != METADATA}
+    listed = set(manifest.members)
+    for name in sorted(present - listed):
+        raise IntegrityError(
+            f"Member {name!r} of {reader.path} is not in its manifest: it was added after "
+            "saving. Refusing to load the file."
+        )
+    for name in sorted(listed - present):
+        raise IntegrityError(
+            f"Member {name!r} listed in the manifest of {reader.path} is missing: the file "
+            "is truncated or was edited."
+        )
+    for name in sorted(listed):
+        if reader.members[name].file_size != manifest.members[name].size:
+            raise IntegrityError(
+                f"Member {name!r} of {reader.path} is {reader.members[name].file_size} bytes; "
+                f"the manifest says {manifest.members[name].size}. The file is damaged."
+            )
+    if content_digest(manifest.members) != manifest.digest:
+        raise IntegrityError(
+            f"The manifest of {reader.path} does not match its own member digests: it was "
+            "edited. Refusing to load the file."
+        )
+
+
+def _check_digest(reader: ArchiveReader, manifest: Manifest, name: str, actual: str) -> None:
+    expected = manifest.members[name].sha256
+    if actual != expected:
+        raise IntegrityError(
+            f"Member {name!r} of {reader.path} has SHA-256 {actual}, but the manifest "
+            f"records {expected}: the file is corrupted or was tampered with. Re-download or "
+            "re-save it."
+        )
+
+
+class _Hasher(threading.Thread):
+    """Hash members on another core while Keras builds the model."""
+
+    def __init__(self, reader: ArchiveReader, names: list[str]) -> None:
+        super().__init__(daemon=True)
+        self._reader, self._names = reader, names
+        self.digests: dict[str, str] = {}
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for name in self._names:
+                self.digests[name] = self._reader.sha256(name)
+        except BaseException as exc:  # re-raised by check() in the loading thread
+            self.error = exc
+
+    def check(self, manifest: Manifest) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        for name, digest in self.digests.items():
+            _check_digest(self._reader, manifest, name, digest)
+
+
+# -- references ---------------------------------------------------------------------
+
+
+def resolve_all(
+    configs: list[dict[str, Any]], resolver: Resolver, manifest: Manifest | None, path: Path
+) -> list[Resolved]:
+    """Resolve every reference or raise, listing every unsafe or missing one."""
+    resolved: list[Resolved] = []
+    unsafe: list[str] = []
+    missing: dict[str, Reference] = {}
+    for config in configs:
+        for ref in iter_references(config):
+            try:
+                found = resolver.resolve(ref)
+            except UnsafeModelError as exc:
+                unsafe.append(str(exc))
+                continue
+            if found is None:
+                missing.setdefault(ref.key, ref)
+            else:
+                resolved.append(found)
+    if unsafe:
+        lines = "\n".join(f"  - {line}" for line in dict.fromkeys(unsafe))
+        raise UnsafeModelError(f"{path} refers to things keras_safe does not load:\n{lines}")
+    if missing:
+        raise MissingObjectsError(
+            _missing_message(missing, manifest, resolver, path), tuple(missing)
+        )
+    return resolved
+
+
+def _missing_message(
+    missing: dict[str, Reference], manifest: Manifest | None, resolver: Resolver, path: Path
+) -> str:
+    lines, modules, distributions = [], [], []
+    for key, ref in missing.items():
+        record = manifest.object(key) if manifest is not None else None
+        module = (record.module if record else None) or ref.module
+        origin = record.origin if record else f"module {module or '?'}"
+        lines.append(f"  - {key} ({ref.kind}, {origin}; used at {ref.where})")
+        if module and module not in ("__main__", "builtins"):
+            modules.append(module)
+        if record and record.distribution:
+            distributions.append(f"{record.distribution}=={record.version}".rstrip("=None"))
+    packages = sorted({m.split(".")[0] for m in modules})
+    fixes = []
+    if modules:
+        fixes.append(
+            f"import the module(s) that define them first: import {', '.join(dict.fromkeys(modules))}"
+        )
+        fixes.append(
+            f"or let keras_safe import them: keras_safe.load(path, allow_imports={tuple(packages)!r})"
+        )
+    fixes.append("or pass them: keras_safe.load(path, custom_objects={'Name': Name, ...})")
+    if distributions:
+        fixes.append(f"if not installed: pip install {' '.join(dict.fromkeys(distributions))}")
+    if resolver.imported:
+        fixes.append(f"(imported via allow_imports: {', '.join(resolver.imported)})")
+    return (
+        f"{path} needs {len(missing)} custom object(s) that are not available in this "
+        "process:\n" + "\n".join(lines) + "\nFix: " + "\n     ".join(fixes)
+    )
+
+
+# -- loading ------------------------------------------------------------------------
+
+
+def load_archive(reader: ArchiveReader, options: LoadOptions) -> Any:
+    """Every check, then the model; see the module docstring for the order."""
+    path = reader.path
+    manifest = read_manifest(reader)
+    _check_pins(manifest, options, path)
+    config_bytes = reader.read(CONFIG)
+    hasher: _Hasher | None = None
+    if manifest is not None:
+        _check_member_list(manifest, reader)
+        _check_digest(reader, manifest, CONFIG, _sha256(config_bytes))
+        hasher = _Hasher(reader, [n for n in manifest.members if n != CONFIG])
+        hasher.start()
+    try:
+        config = parse_json(config_bytes, CONFIG, path)
+        resolver = Resolver(options.custom_objects, options.allow_imports)
+        resolved = resolve_all([config], resolver, manifest, path)
+        if manifest is not None:
+            live = {r.reference.key: r.obj for r in resolved if r.source == "registry"}
+            report_drift(find_drift(manifest, environment(), live), options.on_mismatch, path)
+        if not options.compile:
+            config = {**config, "compile_config": None}
+        model = build_model(config, resolver.keras_custom_objects(), path)
+        if hasher is not None:
+            hasher.check(manifest)  # type: ignore[arg-type]
+            hasher = None
+        load_weights(model, reader, options)
+    finally:
+        if hasher is not None:
+            hasher.join()
+    return model
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def build_model(config: dict[str, Any], custom_objects: dict[str, Any], path: Path) -> Any:
+    """Let Keras build the (already checked) config; its failures become ours."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*build\\(\\)` was called on layer")
+            model = _keras.deserialize_model(config, custom_objects)
+    except KerasSafeError:
+        raise
+    except Exception as exc:
+        raise CompatibilityError(
+            f"Keras could not rebuild the model in {path} from its config: "
+            f"{type(exc).__name__}: {_first_lines(exc)}\nFix: the code of a custom class "
+            "probably changed since saving; add a migration (config_version / "
+            "upgrade_config) or restore the old signature."
+        ) from exc
+    if not isinstance(model, keras.Model):
+        raise UnsafeModelError(
+            f"{path} holds a {type(model).__name__}, not a model; refusing to return it."
+        )
+    return model
+
+
+def _first_lines(exc: BaseException, limit: int = 800) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_weights(model: Any, reader: ArchiveReader, options: LoadOptions) -> None:
+    """Load every variable; fail unless each weight in the file went somewhere."""
+    if not reader.has(WEIGHTS):
+        other = next((n for n in reader.members if n.startswith("model.weights")), None)
+        raise CompatibilityError(
+            f"{reader.path} has no {WEIGHTS}"
+            + (f" (it has {other}, a format keras_safe does not read)" if other else "")
+            + "; keras_safe loads archives whose weights are in HDF5, as Keras writes them."
+        )
+    with tempfile.TemporaryDirectory(prefix="keras-safe-assets-") as scratch:
+        assets_dir = _extract_assets(reader, Path(scratch))
+        try:
+            store = _keras.RecordingH5Store(reader.window(WEIGHTS))
+        except OSError as exc:
+            raise IntegrityError(f"{WEIGHTS} in {reader.path} is not valid HDF5: {exc}") from exc
+        try:
+            errors, warned = _keras.load_state(model, store, assets_dir)
+            datasets = store.datasets()
+        finally:
+            store.close()
+    has_optimizer = options.compile and getattr(model, "optimizer", None) is not None
+    unread = [
+        name
+        for name in sorted(set(datasets) - store.consumed)
+        if has_optimizer or not name.startswith("optimizer/")
+    ]
+    problems = errors + [w for w in warned if not any(b in w for b in _BENIGN_WARNINGS)]
+    problems += [f"weight {name} in the file was not loaded into any variable" for name in unread]
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems[:50])
+        raise CompatibilityError(
+            f"Not every weight in {reader.path} could be loaded into the rebuilt model, so it "
+            f"is not returned:\n{lines}\nFix: a layer's build() must create all its weights "
+            "(including those of its sublayers); a renamed class needs "
+            "register(aliases=('old_package>OldName',)) so its weights are found."
+        )
+
+
+def _extract_assets(reader: ArchiveReader, scratch: Path) -> Path | None:
+    names = [n for n in reader.members if n.startswith(ASSETS_DIR) and not n.endswith("/")]
+    if not names:
+        return None
+    root = scratch / "assets"
+    root.mkdir()
+    for name in names:
+        target = scratch / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(reader.read(name, reader.limits.max_member_bytes))
+    return root

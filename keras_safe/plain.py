@@ -1,0 +1,224 @@
+"""Files keras_safe did not write: plain Keras archives and legacy HDF5 files.
+
+They have no manifest, hence no digests to check, but they go through the
+same reference allowlist before Keras parses them, and :func:`inspect`
+describes them from their config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import keras
+
+from keras_safe import _keras
+from keras_safe.archive import METADATA, WEIGHTS, ArchiveLimits, ArchiveReader
+from keras_safe.errors import CompatibilityError, IntegrityError, KerasSafeError, UnsafeModelError
+from keras_safe.manifest import Manifest, MemberRecord, ModelSummary, ObjectRecord
+from keras_safe.policy import Reference, Resolver, iter_references
+
+if TYPE_CHECKING:
+    from keras_safe.loading import LoadOptions
+
+__all__ = ["derive_manifest", "inspect_h5", "load_h5"]
+
+
+def _custom_records(configs: list[Any]) -> tuple[ObjectRecord, ...]:
+    """Objects a config needs that are not Keras built-ins, as far as it tells."""
+    resolver = Resolver()
+    records: dict[str, ObjectRecord] = {}
+    for config in configs:
+        for ref in iter_references(config):
+            if _is_builtin(resolver, ref) or ref.key in records:
+                continue
+            kind = "function" if ref.kind == "function" else ref.kind
+            records[ref.key] = ObjectRecord(
+                key=ref.key, kind=kind, module=ref.module, qualname=ref.name
+            )
+    return tuple(records.values())
+
+
+def _is_builtin(resolver: Resolver, ref: Reference) -> bool:
+    try:
+        found = resolver.resolve(ref)
+    except KerasSafeError:
+        return False
+    return found is not None and found.source == "keras"
+
+
+def _count_layers(config: Any) -> int | None:
+    """Layers listed in Functional/Sequential configs, nested ones included."""
+    count, seen = 0, False
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            layers = node.get("layers")
+            if isinstance(layers, list):
+                seen = True
+                count += sum(1 for item in layers if isinstance(item, dict))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count if seen else None
+
+
+def _summary(
+    config: dict[str, Any], shapes: dict[str, tuple[tuple[int, ...], str]]
+) -> ModelSummary:
+    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    model_params = [s for name, (s, _) in shapes.items() if not name.startswith("optimizer/")]
+    optimizer = [s for name, (s, _) in shapes.items() if name.startswith("optimizer/")]
+
+    def size(shapes_: list[tuple[int, ...]]) -> int:
+        total = 0
+        for shape in shapes_:
+            n = 1
+            for dim in shape:
+                n *= dim
+            total += n
+        return total
+
+    name = inner.get("name") if isinstance(inner, dict) else None
+    return ModelSummary(
+        class_name=config.get("class_name") if isinstance(config.get("class_name"), str) else None,
+        name=name if isinstance(name, str) else None,
+        layers=_count_layers(config),
+        # Trainable and non-trainable are not told apart in the file.
+        trainable_params=size(model_params) if shapes else None,
+        optimizer_params=size(optimizer) if optimizer else None,
+    )
+
+
+def _h5_shapes(handle: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    found: dict[str, tuple[tuple[int, ...], str]] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found[name] = (tuple(obj.shape), str(obj.dtype))
+
+    handle.visititems(visit)
+    return found
+
+
+def derive_manifest(reader: ArchiveReader, config: dict[str, Any]) -> Manifest:
+    """A manifest for a plain ``.keras`` archive, read off its config and members."""
+    shapes: dict[str, tuple[tuple[int, ...], str]] = {}
+    if reader.has(WEIGHTS):
+        try:
+            with h5py.File(reader.window(WEIGHTS), "r") as handle:
+                shapes = _h5_shapes(handle)
+        except OSError:
+            shapes = {}
+    keras_version = None
+    if reader.has(METADATA):
+        try:
+            keras_version = json.loads(reader.read(METADATA)).get("keras_version")
+        except (ValueError, AttributeError):
+            keras_version = None
+    return Manifest(
+        format_version=0,
+        environment={"keras": keras_version if isinstance(keras_version, str) else None},
+        saved_at=None,
+        model=_summary(config, shapes),
+        objects=_custom_records([config]),
+        members={
+            name: MemberRecord(None, info.file_size)
+            for name, info in reader.members.items()
+            if name != METADATA
+        },
+        digest=None,
+        written_by="keras",
+    )
+
+
+# -- legacy HDF5 ----------------------------------------------------------------------
+
+
+def _h5_configs(handle: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    limit = ArchiveLimits().max_json_bytes
+
+    def attribute(name: str) -> Any:
+        raw = handle.attrs.get(name)
+        if raw is None:
+            return None
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+        if len(text) > limit:
+            raise UnsafeModelError(f"The {name} of {path} is {len(text)} bytes (limit {limit}).")
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise IntegrityError(f"The {name} of {path} is not valid JSON ({exc}).") from exc
+        except RecursionError:
+            raise UnsafeModelError(f"The {name} of {path} is nested too deeply.") from None
+
+    model_config = attribute("model_config")
+    if not isinstance(model_config, dict):
+        raise IntegrityError(
+            f"{path} is an HDF5 file without a model config: a weights-only file (load it "
+            "with model.load_weights) or not a Keras model."
+        )
+    training = attribute("training_config")
+    return model_config, training if isinstance(training, dict) else None
+
+
+def _open_h5(path: Path) -> Any:
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise IntegrityError(f"{path} is not a readable HDF5 file: {exc}") from exc
+
+
+def inspect_h5(path: Path) -> Manifest:
+    """A manifest for a legacy ``.h5`` model file, read off its attributes."""
+    with _open_h5(path) as handle:
+        model_config, training = _h5_configs(handle, path)
+        weights = handle["model_weights"] if "model_weights" in handle else handle
+        shapes = _h5_shapes(weights)
+        keras_version = handle.attrs.get("keras_version")
+    if isinstance(keras_version, bytes):
+        keras_version = keras_version.decode("utf-8", "replace")
+    return Manifest(
+        format_version=0,
+        environment={"keras": keras_version if isinstance(keras_version, str) else None},
+        saved_at=None,
+        model=_summary(model_config, shapes),
+        objects=_custom_records([model_config, {"compile_config": training}]),
+        members={},
+        digest=None,
+        written_by="keras",
+    )
+
+
+def load_h5(path: Path, options: LoadOptions) -> Any:
+    """Check a legacy ``.h5`` model's references, then let Keras load it."""
+    from keras_safe.loading import resolve_all
+
+    if options.expected_digest is not None or options.verify_key is not None:
+        raise IntegrityError(
+            f"{path} is a legacy HDF5 file without a manifest, so it has no digest or "
+            "signature to check. Convert it once with keras_safe.upgrade, then pin that file."
+        )
+    with _open_h5(path) as handle:
+        model_config, training = _h5_configs(handle, path)
+    resolver = Resolver(options.custom_objects, options.allow_imports)
+    configs = [model_config] + ([{"compile_config": training}] if training else [])
+    resolve_all(configs, resolver, None, path)
+    try:
+        with _keras.safe_mode():
+            model = keras.models.load_model(
+                str(path),
+                custom_objects=resolver.keras_custom_objects(),
+                compile=options.compile,
+                safe_mode=True,
+            )
+    except KerasSafeError:
+        raise
+    except Exception as exc:
+        raise CompatibilityError(
+            f"Keras could not load the legacy HDF5 model {path}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return model

@@ -1,0 +1,348 @@
+"""``save``, ``load``, ``inspect`` and ``verify``: the orchestration.
+
+Each step's details live one hop away: the archive in ``archive``, the
+reference allowlist in ``policy``, the manifest in ``manifest``, drift in
+``drift``, comparisons in ``compare``, Keras internals in ``_keras``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_safe import _keras, loading
+from keras_safe.archive import CONFIG, METADATA, WEIGHTS, ArchiveReader, AtomicArchiveWriter
+from keras_safe.codec import registered_key
+from keras_safe.compare import config_differences, weight_differences
+from keras_safe.errors import (
+    KerasSafeError,
+    SerializationError,
+    UnsafeModelError,
+    VerificationError,
+    _FileExistsError,
+    _UsageError,
+    _WriteError,
+)
+from keras_safe.manifest import (
+    FORMAT_VERSION,
+    Manifest,
+    MemberRecord,
+    ModelSummary,
+    ObjectRecord,
+    content_digest,
+    describe_object,
+    environment,
+)
+from keras_safe.policy import Reference, Resolver, iter_references
+from keras_safe.registry import distribution_of, kind_of, registry
+
+__all__ = ["save"]
+
+
+def save(
+    model: Any,
+    filepath: str | os.PathLike[str],
+    *,
+    overwrite: bool = True,
+    verify: bool = True,
+    sample_input: Any = None,
+    signing_key: bytes | None = None,
+) -> Manifest:
+    """Save ``model`` as a ``.keras`` archive with an embedded manifest.
+
+    The file is an ordinary Keras 3 archive (``keras.models.load_model``
+    reads it) whose ``metadata.json`` also records the custom objects the
+    model needs, the versions it was saved with and a SHA-256 of every
+    member. Models that could not load back are refused before anything is
+    written, listing every problem; the write is atomic; and with
+    ``verify=True`` the written bytes are loaded back (registry only, as a
+    fresh process would) and compared with ``model`` before the file is
+    moved into place.
+
+    Args:
+        model: The ``keras.Model`` to save.
+        filepath: Target path; must end in ``.keras``.
+        overwrite: Replace an existing file (atomically). With False an
+            existing file raises an error that is a ``FileExistsError``.
+        verify: Rebuild from the written bytes and compare configs, every
+            weight bit for bit and optimizer state before committing.
+        sample_input: Also compare the outputs of both models on this input.
+        signing_key: Bytes for an HMAC-SHA256 of the manifest, checked by
+            ``load(..., verify_key=...)``.
+
+    Returns:
+        The :class:`~keras_safe.Manifest` written; ``manifest.digest`` pins the file.
+
+    Raises:
+        SerializationError: the model uses unregistered classes or functions,
+            Lambda layers, or objects whose config does not round-trip.
+        VerificationError: the reloaded model differs; the old file stays.
+
+    Example:
+        >>> manifest = keras_safe.save(model, "model.keras")
+        >>> manifest.digest
+        '5f0c...'
+    """
+    target = _target_for_save(filepath)
+    if not isinstance(model, keras.Model):
+        raise _UsageError(
+            f"keras_safe.save expects a keras.Model, got {type(model).__name__}. To save a "
+            "single layer, wrap it: keras.Sequential([keras.Input(shape), layer])."
+        )
+    if not overwrite and target.exists():
+        raise _FileExistsError(
+            f"{target} already exists and overwrite=False; nothing was written. Pass "
+            "overwrite=True to replace it, or choose another path."
+        )
+    config = _serialize(model)
+    records = _preflight(config)
+    try:
+        writer = AtomicArchiveWriter(target, overwrite=overwrite)
+    except OSError as exc:
+        raise _WriteError(exc.errno, f"Cannot write next to {target}: {exc.strerror}") from exc
+    try:
+        zf = writer.zipfile
+        zf.writestr(CONFIG, json.dumps(config))
+        _keras.write_state(model, zf, WEIGHTS, "assets")
+        members = {name: MemberRecord(sha, size) for name, (sha, size) in writer.digests.items()}
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            environment=environment(),
+            saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            model=_summary(model, config),
+            objects=records,
+            members=members,
+            digest=content_digest(members),
+        )
+        if signing_key is not None:
+            manifest = manifest.signed(signing_key)
+        zf.writestr(METADATA, json.dumps(_metadata(manifest)))
+        writer.finish()
+        if verify:
+            _verify_written(model, config, writer.temp_path, sample_input)
+        writer.commit()
+    except KerasSafeError:
+        writer.abort()
+        raise
+    except OSError as exc:
+        writer.abort()
+        raise _WriteError(
+            exc.errno,
+            f"Could not write {target}: {exc.strerror or exc}. The file that was there (if "
+            "any) is unchanged and no temporary file was left behind.",
+        ) from exc
+    except BaseException:
+        writer.abort()
+        raise
+    return manifest
+
+
+# -- save's steps -----------------------------------------------------------------
+
+
+def _target_for_save(filepath: Any) -> Path:
+    try:
+        path = Path(os.fspath(filepath))
+    except TypeError:
+        raise _UsageError(
+            f"filepath must be a str or os.PathLike, got {type(filepath).__name__}."
+        ) from None
+    if path.suffix != ".keras":
+        raise _UsageError(
+            f"Cannot save to {str(path)!r}: keras_safe writes the Keras 3 archive format, whose "
+            f"files end in '.keras'. Use keras_safe.save(model, {str(path.with_suffix('.keras'))!r})."
+        )
+    if path.is_dir():
+        raise _UsageError(f"Cannot save to {path}: it is a directory.")
+    if not path.parent.is_dir():
+        raise _UsageError(f"Cannot save to {path}: directory {path.parent} does not exist.")
+    return path
+
+
+def _serialize(model: Any) -> dict[str, Any]:
+    try:
+        return _keras.serialize_model(model)
+    except Exception as exc:
+        problems = _layer_config_problems(model) or [f"{type(exc).__name__}: {exc}"]
+        raise SerializationError(_problem_list(model, problems)) from exc
+
+
+def _preflight(config: dict[str, Any]) -> tuple[ObjectRecord, ...]:
+    """Every reference must resolve the way a fresh process would resolve it."""
+    resolver = Resolver()
+    problems: list[str] = []
+    records: dict[str, ObjectRecord] = {}
+    for ref in iter_references(config):
+        try:
+            resolved = resolver.resolve(ref)
+        except UnsafeModelError as exc:
+            problems.append(str(exc))
+            continue
+        if resolved is None:
+            problems.append(_unregistered_message(ref))
+            continue
+        if resolved.source != "registry":
+            continue
+        key = registry.key_of(resolved.obj) or ref.key
+        if key not in records:
+            obj = resolved.obj
+            records[key] = describe_object(
+                key, obj, kind_of(obj), distribution_of(getattr(obj, "__module__", "") or "")
+            )
+            if ref.kind == "class" and ref.config is not None:
+                problems.extend(_round_trip_problems(ref, obj))
+    if problems:
+        raise SerializationError(_problem_list(None, problems))
+    return tuple(records.values())
+
+
+def _problem_list(model: Any, problems: list[str]) -> str:
+    name = f" {model.name!r}" if model is not None else ""
+    lines = "\n".join(f"  - {p}" for p in dict.fromkeys(problems))
+    return (
+        f"The model{name} cannot be saved so that it loads back; nothing was written. "
+        f"{len(problems)} problem(s):\n{lines}"
+    )
+
+
+def _summary(model: Any, config: dict[str, Any]) -> ModelSummary:
+    optimizer = getattr(model, "optimizer", None)
+    return ModelSummary(
+        class_name=config.get("class_name"),
+        name=model.name,
+        layers=_keras.count_layers(model),
+        trainable_params=_count_values(model.trainable_weights),
+        non_trainable_params=_count_values(model.non_trainable_weights),
+        optimizer_params=_count_values(optimizer.variables) if optimizer else None,
+    )
+
+
+def _metadata(manifest: Manifest) -> dict[str, Any]:
+    # Keras' own two keys first, so the file reads like any Keras archive.
+    return {
+        "keras_version": keras.__version__,
+        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+        "keras_safe": manifest.to_json(),
+    }
+
+
+def _verify_written(model: Any, config: dict[str, Any], temp_path: Path, sample_input: Any) -> None:
+    options = loading.LoadOptions.make(None, True, (), "ignore", None, None)
+    with ArchiveReader(temp_path) as reader:
+        try:
+            rebuilt = loading.load_archive(reader, options)
+        except KerasSafeError as exc:
+            raise VerificationError(
+                f"The written file does not load back in a fresh process:\n{exc}\nNothing was "
+                "replaced."
+            ) from exc
+    problems = config_differences(config, _keras.serialize_model(rebuilt))
+    problems += weight_differences(model.weights, rebuilt.weights)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and optimizer.variables:
+        problems += weight_differences(
+            optimizer.variables, rebuilt.optimizer.variables, "optimizer variable"
+        )
+    if sample_input is not None and not problems:
+        problems += _output_differences(model, rebuilt, sample_input)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise VerificationError(
+            f"The model rebuilt from the written bytes differs from the one saved, so the "
+            f"file was not written:\n{lines}\nFix: make get_config()/from_config() capture "
+            "every constructor argument (or subclass keras_safe.SerializableLayer), and create "
+            "all weights in build()."
+        )
+
+
+def _unregistered_message(ref: Reference) -> str:
+    """Why saving refuses an unresolvable reference, and the fix."""
+    package = (ref.module or "your_project").split(".")[0]
+    if package in ("__main__", "builtins"):
+        package = "your_project"
+    if ref.kind == "function":
+        return (
+            f"{ref.where}: function {ref.name!r} (module {ref.module or '?'}) is not registered, "
+            "so a fresh process cannot find it. Fix: decorate it with "
+            f"@keras_safe.register(package={package!r})"
+        )
+    return (
+        f"{ref.where}: class {ref.module or '?'}.{ref.name} is not registered, so a fresh "
+        f"process cannot find it. Fix: decorate it with @keras_safe.register(package={package!r})"
+        " (and subclass keras_safe.SerializableLayer / Serializable if it has no get_config)."
+    )
+
+
+def _layer_config_problems(model: Any) -> list[str]:
+    """One line per layer whose config cannot be produced, found layer by layer."""
+    problems = []
+    for layer in [model, *_keras.all_layers(model)]:
+        try:
+            keras.saving.serialize_keras_object(layer)
+        except Exception as exc:  # a layer's own get_config may raise anything
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            fix = (
+                "subclass keras_safe.SerializableLayer (its config comes from __init__), or "
+                "write get_config() returning every constructor argument"
+            )
+            if isinstance(exc, NotImplementedError) and registered_key(type(layer)) is None:
+                fix += " and register it with @keras_safe.register"
+            problems.append(f"{layer.name} ({type(layer).__name__}): {first} Fix: {fix}.")
+    return problems
+
+
+def _round_trip_problems(ref: Reference, cls: Any) -> list[str]:
+    """Check that a custom object's config rebuilds an object with the same config."""
+    if not (isinstance(cls, type) and hasattr(cls, "from_config")):
+        return []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rebuilt = cls.from_config(copy.deepcopy(ref.config))
+            again = keras.saving.serialize_keras_object(rebuilt)
+    except Exception as exc:  # user code: anything can fail
+        return [
+            f"{ref.where}: {cls.__qualname__}.from_config(get_config()) fails: "
+            f"{type(exc).__name__}: {exc}"
+        ]
+    inner = again.get("config") if isinstance(again, dict) else None
+    return [
+        f"{line} ({cls.__qualname__}'s config does not round-trip)"
+        for line in config_differences(
+            json.loads(json.dumps(ref.config)), json.loads(json.dumps(inner)), ref.where
+        )
+    ]
+
+
+def _output_differences(model: Any, rebuilt: Any, sample_input: Any) -> list[str]:
+    expected = keras.tree.flatten(model(sample_input, training=False))
+    actual = keras.tree.flatten(rebuilt(sample_input, training=False))
+    if len(expected) != len(actual):
+        return [
+            f"outputs: the saved model returns {len(expected)} tensors, the rebuilt one {len(actual)}"
+        ]
+    problems = []
+    for i, (a, b) in enumerate(zip(expected, actual)):
+        left = np.asarray(keras.ops.convert_to_numpy(a))
+        right = np.asarray(keras.ops.convert_to_numpy(b))
+        if left.shape != right.shape or not np.array_equal(left, right, equal_nan=True):
+            diff = (
+                np.max(np.abs(left.astype("float64") - right.astype("float64")))
+                if left.shape == right.shape
+                else "shape"
+            )
+            problems.append(f"output {i} on sample_input differs (max abs difference {diff})")
+    return problems
+
+
+def _count_values(variables: Any) -> int:
+    return sum(math.prod(v.shape) for v in variables)
