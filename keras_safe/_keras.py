@@ -8,6 +8,7 @@ Keras upgrade that moves them breaks one small module (covered by
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -157,7 +158,7 @@ def write_state(model: Any, archive: Any, weights_name: str, assets_name: str) -
 class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
     """Keras' H5 weight store over any file object, recording what is read."""
 
-    def __init__(self, fileobj: IO[bytes]) -> None:
+    def __init__(self, fileobj: IO[bytes] | io.RawIOBase) -> None:
         self._fileobj = fileobj
         self.consumed: set[str] = set()
         super().__init__("model.weights.h5", mode="r")

@@ -66,7 +66,7 @@ def _diff(a: Any, b: Any, where: str) -> Iterator[str]:
     if isinstance(a, (list, tuple)):
         if len(a) != len(b):
             yield f"{where or 'config'}: saved {len(a)} items, rebuilt has {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
             yield from _diff(x, y, where if _label(x) else f"{where}[{i}]")
         return
     if a != b and not (isinstance(a, float) and a != a and b != b):
@@ -104,7 +104,7 @@ def weight_differences(
         problems.append(
             f"the saved model has {len(saved)} {what}s, the rebuilt one has {len(rebuilt)}"
         )
-    for a, b in zip(saved, rebuilt):
+    for a, b in zip(saved, rebuilt, strict=False):
         name = getattr(a, "path", None) or getattr(a, "name", "?")
         other = getattr(b, "path", None) or getattr(b, "name", "?")
         left, right = _as_numpy(a), _as_numpy(b)

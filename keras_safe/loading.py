@@ -11,11 +11,9 @@ only if every weight in the file went into it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
-import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from typing import Any
 import keras
 
 from keras_safe import _keras, plain
-from keras_safe.archive import ASSETS_DIR, CONFIG, METADATA, WEIGHTS, ArchiveReader
+from keras_safe.archive import ASSETS_DIR, CONFIG, WEIGHTS, ArchiveReader
 from keras_safe.drift import ON_MISMATCH, find_drift, report_drift
 from keras_safe.errors import (
     CompatibilityError,
@@ -35,7 +33,15 @@ from keras_safe.errors import (
     UnsafeModelError,
     _UsageError,
 )
-from keras_safe.manifest import Manifest, content_digest, environment
+from keras_safe.integrity import (
+    Hasher,
+    check_digest,
+    check_member_list,
+    check_pins,
+    parse_json,
+    read_manifest,
+)
+from keras_safe.manifest import Manifest, environment
 from keras_safe.policy import Reference, Resolved, Resolver, iter_references, normalize_prefixes
 
 __all__ = ["LoadOptions", "VerifyReport", "inspect", "load", "verify"]
@@ -232,126 +238,6 @@ def verify(filepath: str | os.PathLike[str], **load_kwargs: Any) -> VerifyReport
     return VerifyReport(path, True, manifest, (), noted)
 
 
-# -- manifest and pins ------------------------------------------------------------
-
-
-def parse_json(data: bytes, member: str, path: Path) -> dict[str, Any]:
-    """Parse a JSON member that must hold an object, refusing pathological input."""
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"{member} in {path} is not valid JSON ({exc}).") from exc
-    except RecursionError:
-        raise UnsafeModelError(f"{member} in {path} is nested too deeply to be a model.") from None
-    if not isinstance(value, dict):
-        raise IntegrityError(
-            f"{member} in {path} should hold a JSON object, not {type(value).__name__}."
-        )
-    return value
-
-
-def read_manifest(reader: ArchiveReader) -> Manifest | None:
-    """The archive's manifest, or None for a file without one."""
-    if not reader.has(METADATA):
-        return None
-    metadata = parse_json(reader.read(METADATA), METADATA, reader.path)
-    if "keras_safe" not in metadata:
-        return None
-    try:
-        return Manifest.from_json(metadata["keras_safe"])
-    except IntegrityError as exc:
-        raise IntegrityError(f"The manifest in {reader.path} is damaged: {exc}") from None
-
-
-def _check_pins(manifest: Manifest | None, options: LoadOptions, path: Path) -> None:
-    if options.expected_digest is not None:
-        if manifest is None or manifest.digest is None:
-            raise IntegrityError(
-                f"{path} has no keras_safe manifest, so it has no digest to compare with "
-                "expected_digest. Re-save it with keras_safe.save (or keras_safe.upgrade)."
-            )
-        if manifest.digest != options.expected_digest:
-            raise IntegrityError(
-                f"{path} has content digest {manifest.digest}, not the expected "
-                f"{options.expected_digest}: it is a different file. Refusing to load it."
-            )
-    if options.verify_key is not None:
-        if manifest is None or manifest.signature is None:
-            raise IntegrityError(
-                f"{path} is not signed, and verify_key requires a signature. Save it with "
-                "keras_safe.save(..., signing_key=key)."
-            )
-        try:
-            matches = manifest.signature_matches(options.verify_key)
-        except TypeError as exc:
-            raise _UsageError(str(exc)) from None
-        if not matches:
-            raise IntegrityError(
-                f"The signature of {path} does not match verify_key: the file was changed "
-                "after signing, or signed with another key. Refusing to load it."
-            )
-
-
-def _check_member_list(manifest: Manifest, reader: ArchiveReader) -> None:
-    present = {name for name in reader.members if name != METADATA}
-    listed = set(manifest.members)
-    for name in sorted(present - listed):
-        raise IntegrityError(
-            f"Member {name!r} of {reader.path} is not in its manifest: it was added after "
-            "saving. Refusing to load the file."
-        )
-    for name in sorted(listed - present):
-        raise IntegrityError(
-            f"Member {name!r} listed in the manifest of {reader.path} is missing: the file "
-            "is truncated or was edited."
-        )
-    for name in sorted(listed):
-        if reader.members[name].file_size != manifest.members[name].size:
-            raise IntegrityError(
-                f"Member {name!r} of {reader.path} is {reader.members[name].file_size} bytes; "
-                f"the manifest says {manifest.members[name].size}. The file is damaged."
-            )
-    if content_digest(manifest.members) != manifest.digest:
-        raise IntegrityError(
-            f"The manifest of {reader.path} does not match its own member digests: it was "
-            "edited. Refusing to load the file."
-        )
-
-
-def _check_digest(reader: ArchiveReader, manifest: Manifest, name: str, actual: str) -> None:
-    expected = manifest.members[name].sha256
-    if actual != expected:
-        raise IntegrityError(
-            f"Member {name!r} of {reader.path} has SHA-256 {actual}, but the manifest "
-            f"records {expected}: the file is corrupted or was tampered with. Re-download or "
-            "re-save it."
-        )
-
-
-class _Hasher(threading.Thread):
-    """Hash members on another core while Keras builds the model."""
-
-    def __init__(self, reader: ArchiveReader, names: list[str]) -> None:
-        super().__init__(daemon=True)
-        self._reader, self._names = reader, names
-        self.digests: dict[str, str] = {}
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            for name in self._names:
-                self.digests[name] = self._reader.sha256(name)
-        except BaseException as exc:  # re-raised by check() in the loading thread
-            self.error = exc
-
-    def check(self, manifest: Manifest) -> None:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        for name, digest in self.digests.items():
-            _check_digest(self._reader, manifest, name, digest)
-
-
 # -- references ---------------------------------------------------------------------
 
 
@@ -396,14 +282,13 @@ def _missing_message(
             modules.append(module)
         if record and record.distribution:
             distributions.append(f"{record.distribution}=={record.version}".rstrip("=None"))
-    packages = sorted({m.split(".")[0] for m in modules})
+    packages = tuple(sorted({m.split(".")[0] for m in modules}))
     fixes = []
     if modules:
+        imports = ", ".join(dict.fromkeys(modules))
+        fixes.append(f"import the module(s) that define them first: import {imports}")
         fixes.append(
-            f"import the module(s) that define them first: import {', '.join(dict.fromkeys(modules))}"
-        )
-        fixes.append(
-            f"or let keras_safe import them: keras_safe.load(path, allow_imports={tuple(packages)!r})"
+            f"or let keras_safe import them: keras_safe.load(path, allow_imports={packages!r})"
         )
     fixes.append("or pass them: keras_safe.load(path, custom_objects={'Name': Name, ...})")
     if distributions:
@@ -423,13 +308,13 @@ def load_archive(reader: ArchiveReader, options: LoadOptions) -> Any:
     """Every check, then the model; see the module docstring for the order."""
     path = reader.path
     manifest = read_manifest(reader)
-    _check_pins(manifest, options, path)
+    check_pins(manifest, options, path)
     config_bytes = reader.read(CONFIG)
-    hasher: _Hasher | None = None
+    hasher: Hasher | None = None
     if manifest is not None:
-        _check_member_list(manifest, reader)
-        _check_digest(reader, manifest, CONFIG, _sha256(config_bytes))
-        hasher = _Hasher(reader, [n for n in manifest.members if n != CONFIG])
+        check_member_list(manifest, reader)
+        check_digest(reader, manifest, CONFIG, _sha256(config_bytes))
+        hasher = Hasher(reader, [n for n in manifest.members if n != CONFIG])
         hasher.start()
     try:
         config = parse_json(config_bytes, CONFIG, path)

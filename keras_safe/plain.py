@@ -176,7 +176,7 @@ def inspect_h5(path: Path) -> Manifest:
     """A manifest for a legacy ``.h5`` model file, read off its attributes."""
     with _open_h5(path) as handle:
         model_config, training = _h5_configs(handle, path)
-        weights = handle["model_weights"] if "model_weights" in handle else handle
+        weights = handle.get("model_weights", handle)
         shapes = _h5_shapes(weights)
         keras_version = handle.attrs.get("keras_version")
     if isinstance(keras_version, bytes):

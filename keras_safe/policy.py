@@ -156,8 +156,8 @@ def _walk_object(node: dict[str, Any], at: _Walk, in_compile: bool) -> Iterator[
         name = inner if isinstance(inner, str) else repr(inner)
         yield Reference("function", name, module, registered, at.where())
         return
-    name = inner.get("name") if isinstance(inner, dict) else None
-    here = _Walk((*at.layers, name), ()) if isinstance(name, str) and name else at
+    layer_name = inner.get("name") if isinstance(inner, dict) else None
+    here = _Walk((*at.layers, layer_name), ()) if isinstance(layer_name, str) and layer_name else at
     yield Reference("class", class_name, module, registered, here.where(), inner)
     for key, value in node.items():
         if key in ("class_name", "module", "registered_name", "shared_object_id"):

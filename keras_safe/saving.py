@@ -20,7 +20,8 @@ import keras
 import numpy as np
 
 from keras_safe import _keras, loading
-from keras_safe.archive import CONFIG, METADATA, WEIGHTS, ArchiveReader, AtomicArchiveWriter
+from keras_safe.archive import CONFIG, METADATA, WEIGHTS, ArchiveReader
+from keras_safe.atomic import AtomicArchiveWriter
 from keras_safe.codec import registered_key
 from keras_safe.compare import config_differences, weight_differences
 from keras_safe.errors import (
@@ -159,7 +160,8 @@ def _target_for_save(filepath: Any) -> Path:
     if path.suffix != ".keras":
         raise _UsageError(
             f"Cannot save to {str(path)!r}: keras_safe writes the Keras 3 archive format, whose "
-            f"files end in '.keras'. Use keras_safe.save(model, {str(path.with_suffix('.keras'))!r})."
+            "files end in '.keras'. Use keras_safe.save(model, "
+            f"{str(path.with_suffix('.keras'))!r})."
         )
     if path.is_dir():
         raise _UsageError(f"Cannot save to {path}: it is a directory.")
@@ -328,10 +330,11 @@ def _output_differences(model: Any, rebuilt: Any, sample_input: Any) -> list[str
     actual = keras.tree.flatten(rebuilt(sample_input, training=False))
     if len(expected) != len(actual):
         return [
-            f"outputs: the saved model returns {len(expected)} tensors, the rebuilt one {len(actual)}"
+            f"outputs: the saved model returns {len(expected)} tensors, the rebuilt one "
+            f"{len(actual)}"
         ]
     problems = []
-    for i, (a, b) in enumerate(zip(expected, actual)):
+    for i, (a, b) in enumerate(zip(expected, actual, strict=True)):
         left = np.asarray(keras.ops.convert_to_numpy(a))
         right = np.asarray(keras.ops.convert_to_numpy(b))
         if left.shape != right.shape or not np.array_equal(left, right, equal_nan=True):
