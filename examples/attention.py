@@ -23,8 +23,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import keras_safe  # noqa: E402
 from custom_attention import build_model  # noqa: E402
+
+import keras_safe  # noqa: E402
 
 RELOAD = """
 import sys

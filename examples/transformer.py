@@ -24,8 +24,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import keras  # noqa: E402
-
-import keras_safe  # noqa: E402
 from tiny_transformer import (  # noqa: E402
     ConfidentAccuracy,
     PositionalEmbedding,
@@ -33,6 +31,8 @@ from tiny_transformer import (  # noqa: E402
     TransformerBlock,
     WarmupCosine,
 )
+
+import keras_safe  # noqa: E402
 
 VOCAB, LENGTH, DIM, CLASSES, STEPS = 50, 16, 32, 3, 5
 
