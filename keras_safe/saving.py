@@ -318,7 +318,7 @@ def _round_trip_problems(ref: Reference, cls: Any) -> list[str]:
         ]
     inner = again.get("config") if isinstance(again, dict) else None
     return [
-        f"{line} ({cls.__qualname__}'s config does not round-trip)"
+        f"{line} ({cls.__name__}'s config does not round-trip)"
         for line in config_differences(
             json.loads(json.dumps(ref.config)), json.loads(json.dumps(inner)), ref.where
         )
