@@ -130,7 +130,8 @@ path, inputs, expected = sys.argv[1:4]
 model = keras_safe.load(path, {kwargs})
 out = np.asarray(model(np.load(inputs), training=False))
 np.testing.assert_array_equal(out, np.load(expected))
-print("LOADED", type(model).__name__, int(model.optimizer.iterations.numpy()) if model.optimizer else -1)
+steps = int(model.optimizer.iterations.numpy()) if model.optimizer else -1
+print("LOADED", type(model).__name__, steps)
 """
 
 

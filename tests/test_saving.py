@@ -188,7 +188,7 @@ def test_path_without_keras_extension_explains_the_fix(tmp_path: Path) -> None:
     assert "'.keras'" in str(caught.value) and "basic_model.keras" in str(caught.value)
     with pytest.raises(keras_safe.KerasSafeError, match="does not exist"):
         keras_safe.save(model, tmp_path / "missing" / "m.keras")
-    with pytest.raises(keras_safe.KerasSafeError, match="expects a keras.Model"):
+    with pytest.raises(keras_safe.KerasSafeError, match=r"expects a keras\.Model"):
         keras_safe.save(keras.layers.Dense(1), tmp_path / "m.keras")
 
 
