@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeAlias
 
 import keras
 
+from keras_safe import _keras
 from keras_safe.errors import CompatibilityError, SerializationError, UnsafeModelError
 from keras_safe.registry import registry
 
@@ -77,6 +78,11 @@ def registered_key(obj: Any) -> str | None:
         return None
     if key and ">" in key and keras.saving.get_registered_object(key) is obj:
         return str(key)
+    # While Keras loads a model, objects passed as custom_objects are findable
+    # by the key they were given under, registered or not.
+    for name, candidate in _keras.scoped_custom_objects().items():
+        if candidate is obj:
+            return name
     return None
 
 

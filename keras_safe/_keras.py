@@ -51,6 +51,18 @@ def forget_registered_name(obj: Any, key: str) -> None:
         del names[obj]
 
 
+def scoped_custom_objects() -> dict[str, Any]:
+    """The objects of the active ``keras.saving.custom_object_scope`` (thread-local).
+
+    Keras resolves names against them while it loads a model; there is no
+    public accessor for the active scope's dict.
+    """
+    from keras.src.backend.common import global_state
+
+    scoped = global_state.get_global_attribute("custom_objects_scope_dict", {})
+    return dict(scoped) if isinstance(scoped, dict) else {}
+
+
 def set_registered_name(obj: Any, key: str) -> None:
     """Make ``keras.saving.get_registered_name(obj)`` return ``key``.
 

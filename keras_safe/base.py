@@ -129,6 +129,11 @@ class _InitPlan:
             raise CompatibilityError(self._mismatch_message(owner, unknown, missing))
         return positional, keywords, base
 
+    def unexpected(self, keywords: dict[str, Any]) -> list[str]:
+        """Keyword arguments that only **kwargs accepts, and the Keras base does not."""
+        named = {p.name for p in self.params}
+        return [k for k in keywords if k not in named and k not in self.base_params]
+
     def _mismatch_message(self, owner: str, unknown: list[str], missing: list[str]) -> str:
         accepted = ", ".join(p.name for p in self.params) or "nothing"
         lines = [f"The saved config of {owner} does not fit {owner}.__init__({accepted}):"]
@@ -321,6 +326,15 @@ class Serializable:
         token = _PENDING_BASE.set((cls, base)) if base else None
         try:
             return cls(*positional, **keywords)
+        except (TypeError, ValueError) as exc:
+            # With **kwargs in __init__, an argument the class dropped is only
+            # rejected further down (Keras: "Unrecognized keyword arguments").
+            unknown = [k for k in plan.unexpected(keywords) if k in str(exc)]
+            if unknown and not isinstance(exc, CompatibilityError):
+                raise CompatibilityError(
+                    plan._mismatch_message(cls.__qualname__, unknown, [])
+                ) from exc
+            raise
         finally:
             if token is not None:
                 _PENDING_BASE.reset(token)

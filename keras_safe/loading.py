@@ -259,6 +259,14 @@ def resolve_all(
                 missing.setdefault(ref.key, ref)
             else:
                 resolved.append(found)
+    if missing and resolver.imported:
+        # A module imported for a later reference may have registered an
+        # earlier one: look the missing ones up again.
+        for key, ref in list(missing.items()):
+            found = resolver.resolve(ref)
+            if found is not None:
+                resolved.append(found)
+                del missing[key]
     if unsafe:
         lines = "\n".join(f"  - {line}" for line in dict.fromkeys(unsafe))
         raise UnsafeModelError(f"{path} refers to things keras_safe does not load:\n{lines}")
