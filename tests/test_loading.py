@@ -337,7 +337,7 @@ def test_flipped_byte_in_the_weights_is_an_integrity_error(tmp_path: Path) -> No
         keras_safe.load(path)
     assert "'model.weights.h5'" in str(caught.value) and "tampered" in str(caught.value)
     path.write_bytes(bytes(data[: len(data) // 2]))
-    with pytest.raises(keras_safe.IntegrityError, match="truncated|not a readable zip"):
+    with pytest.raises(keras_safe.IntegrityError, match=r"truncated|not a readable zip"):
         keras_safe.load(path)
 
 
@@ -437,7 +437,7 @@ def test_usage_errors_are_keras_safe_errors(tmp_path: Path) -> None:
     with pytest.raises(keras_safe.KerasSafeError, match="not a file"):
         keras_safe.load(tmp_path)
     (tmp_path / "text.keras").write_text("hello")
-    with pytest.raises(keras_safe.IntegrityError, match="not a .keras archive"):
+    with pytest.raises(keras_safe.IntegrityError, match=r"not a \.keras archive"):
         keras_safe.load(tmp_path / "text.keras")
 
 
@@ -455,7 +455,8 @@ def test_loaded_model_is_compiled_and_continues_training(saved) -> None:
     x = np.load(files["inputs"])
     model.fit(x, np.ones((len(x), 1)), batch_size=len(x), verbose=0)
     uncompiled = keras_safe.load(files["path"], compile=False)
-    print("STEPS", before, int(model.optimizer.iterations.numpy()), getattr(uncompiled, "optimizer", None))
+    after = int(model.optimizer.iterations.numpy())
+    print("STEPS", before, after, getattr(uncompiled, "optimizer", None))
     """
     out = run_python(program, json.dumps(files), path=[code]).stdout
     assert "STEPS 1 2 None" in out
