@@ -1,0 +1,51 @@
+"""Drift between the saved environment and this one."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+import keras_safe
+from keras_safe.drift import find_drift, report_drift
+from keras_safe.manifest import Manifest, ModelSummary, describe_object
+
+
+def Sample(x):
+    return x
+
+
+def manifest_for(**environment: str) -> Manifest:
+    record = describe_object("t>Sample", Sample, "function", (None, None))
+    return Manifest(1, environment, None, ModelSummary(), (record,), {}, None)
+
+
+def test_same_environment_and_code_has_no_drift() -> None:
+    now = {"keras": "3.15.1", "backend": "tensorflow", "tensorflow": "2.21.0"}
+    assert find_drift(manifest_for(**now), now, {"t>Sample": Sample}) == []
+
+
+def test_environment_and_object_changes_are_listed() -> None:
+    then = {"keras": "3.8.0", "backend": "jax", "tensorflow": "2.18.0"}
+    now = {"keras": "3.15.1", "backend": "tensorflow", "tensorflow": "2.21.0"}
+
+    def Sample(x, y=0):
+        return x
+
+    lines = find_drift(manifest_for(**then), now, {"t>Sample": Sample})
+    assert "Keras 3.8.0 when saved, 3.15.1 now" in lines
+    assert "Keras backend jax when saved, tensorflow now" in lines
+    assert "TensorFlow 2.18.0 when saved, 2.21.0 now" in lines
+    assert any(line.startswith("t>Sample: was ") for line in lines)
+    assert "t>Sample: signature was (x), now (x, y=0)" in lines
+
+
+def test_report_warns_raises_or_stays_quiet() -> None:
+    with pytest.warns(keras_safe.CompatibilityWarning, match="- a change"):
+        report_drift(["a change"], "warn", "file.keras")
+    with pytest.raises(keras_safe.CompatibilityError, match=r"file\.keras was saved"):
+        report_drift(["a change"], "error", "file.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report_drift(["a change"], "ignore", "file.keras")
+        report_drift([], "error", "file.keras")
