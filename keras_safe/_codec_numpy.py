@@ -92,6 +92,10 @@ def _decode_ndarray(codec: Codec, data: dict[str, Any], path: PathT) -> Any:
         array = np.array(data.get("value"), dtype=dtype)
     except (TypeError, ValueError, OverflowError) as exc:
         bad_file(path, f"holds values that do not fit dtype {dtype} ({exc})")
+    if array.size == 0 and math.prod(shape) == 0:
+        # tolist() of an empty array drops the axes after the first zero-length
+        # one ((0, 3) -> []), so only the declared shape can restore them.
+        array = array.reshape(shape)
     if list(array.shape) != shape:
         bad_file(path, f"holds values of shape {list(array.shape)}, not the declared {shape}")
     return array

@@ -70,3 +70,73 @@ def scope() -> Iterator[keras_safe.Registry]:
     """A registry scope: whatever the test registers is undone afterwards."""
     with keras_safe.registry.scope() as registry:
         yield registry
+
+
+def assert_strict_equal(actual: object, expected: object, path: str = "$") -> None:
+    """Equal values AND types, recursively: ``1 != 1.0 != True``, ``(1,) != [1]``.
+
+    NaNs compare equal to NaNs, ``-0.0`` differs from ``0.0``, and numpy
+    arrays and scalars must have the same dtype (and shape) as well as the
+    same values. ``path`` names the first difference in the failure message.
+    """
+    import math
+
+    import numpy as np
+
+    assert type(actual) is type(expected), (
+        f"at {path}: type {type(actual).__name__} != {type(expected).__name__} "
+        f"({actual!r} vs {expected!r})"
+    )
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict)
+        assert_strict_equal(list(actual), list(expected), f"{path}.keys()")
+        for key in expected:
+            assert_strict_equal(actual[key], expected[key], f"{path}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert isinstance(actual, (list, tuple))
+        assert len(actual) == len(expected), f"at {path}: length {len(actual)} != {len(expected)}"
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_strict_equal(a, e, f"{path}[{i}]")
+    elif isinstance(expected, np.ndarray):
+        assert isinstance(actual, np.ndarray)
+        assert actual.dtype == expected.dtype, f"at {path}: {actual.dtype} != {expected.dtype}"
+        assert actual.shape == expected.shape, f"at {path}: {actual.shape} != {expected.shape}"
+        same = actual.tobytes() == expected.tobytes()  # bit-exact, NaNs included
+        assert same or np.array_equal(actual, expected), f"at {path}: {actual!r} != {expected!r}"
+    elif isinstance(expected, np.generic):
+        assert isinstance(actual, np.generic)
+        assert actual.dtype == expected.dtype, f"at {path}: {actual.dtype} != {expected.dtype}"
+        assert actual.tobytes() == expected.tobytes(), f"at {path}: {actual!r} != {expected!r}"
+    elif isinstance(expected, float):
+        assert isinstance(actual, float)
+        if math.isnan(expected):
+            assert math.isnan(actual), f"at {path}: {actual!r} is not NaN"
+        else:
+            assert actual == expected, f"at {path}: {actual!r} != {expected!r}"
+            assert math.copysign(1, actual) == math.copysign(1, expected), f"at {path}: sign"
+    else:
+        assert actual == expected, f"at {path}: {actual!r} != {expected!r}"
+
+
+@pytest.fixture
+def import_module_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """``load(name, source)``: write a module under ``tmp_path`` and import it.
+
+    The modules are dropped from ``sys.modules`` afterwards; use together with
+    the ``scope`` fixture so their registrations are undone too.
+    """
+    import importlib
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    loaded: list[str] = []
+
+    def load(name: str, source: str) -> object:
+        write_module(tmp_path, name, source)
+        importlib.invalidate_caches()
+        loaded.append(name)
+        return importlib.import_module(name)
+
+    yield load
+    for name in loaded:
+        for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[module]
