@@ -267,7 +267,14 @@ class Registry:
         keras_before = {k: keras_objects.get(k) for k in (key, *aliases)}
 
         def undo() -> None:
-            self._records, self._keys_by_id, self._aliases = records, names_by_id, alias_map
+            # Restore copies: this undo runs again when each enclosing scope
+            # exits, and a snapshot made live would be changed by later
+            # registrations before then.
+            self._records, self._keys_by_id, self._aliases = (
+                dict(records),
+                dict(names_by_id),
+                dict(alias_map),
+            )
             for k, previous in keras_before.items():
                 current = keras_objects.get(k)
                 if current is not None and current is not previous:
@@ -276,7 +283,8 @@ class Registry:
                     keras_objects.pop(k, None)
                 else:
                     keras_objects[k] = previous
-                    _keras.set_registered_name(previous, k)
+                    if k == key:  # an alias is never the name an object is saved under
+                        _keras.set_registered_name(previous, k)
 
         for journal in self._journals:
             journal.append(undo)
@@ -303,7 +311,9 @@ class Registry:
             yield self
         finally:
             with self._lock:
-                self._journals.remove(journal)
+                # By identity: list.remove compares by ==, and two scopes'
+                # journals are equal lists when they hold the same undos.
+                self._journals = [j for j in self._journals if j is not journal]
                 for undo in reversed(journal):
                     undo()
 
