@@ -23,7 +23,7 @@ import keras
 
 from keras_safe import _keras
 from keras_safe.codec import DEFAULT_NUMPY_LIMIT, Codec, codec
-from keras_safe.errors import CompatibilityError, SerializationError
+from keras_safe.errors import CompatibilityError, KerasSafeError, SerializationError
 
 __all__ = ["Serializable", "SerializableLayer", "SerializableModel"]
 
@@ -85,8 +85,13 @@ class _InitPlan:
 
     def split(
         self, owner: str, values: dict[str, Any]
-    ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
-        """Config values -> (positional args, keyword args, base-class kwargs)."""
+    ) -> tuple[list[Any], dict[str, Any], dict[str, Any], list[str]]:
+        """Config values -> (positional args, keyword args, base-class kwargs, unclaimed).
+
+        ``unclaimed`` names the values handed to ``**kwargs`` that neither a
+        parameter nor the Keras base class declares: whether ``__init__``
+        still accepts them is only known once it runs.
+        """
         values = dict(values)
         missing: list[str] = []
         positional: list[Any] = []
@@ -118,19 +123,23 @@ class _InitPlan:
                 missing.append(name)
         base: dict[str, Any] = {}
         unknown: list[str] = []
+        unclaimed: list[str] = []
         for name, value in values.items():
             if self.varkw:
                 keywords[name] = value
+                if name not in self.base_params:
+                    unclaimed.append(name)
             elif name in self.base_params:
                 base[name] = value
             else:
                 unknown.append(name)
         if unknown or missing:
-            raise CompatibilityError(self._mismatch_message(owner, unknown, missing))
-        return positional, keywords, base
+            raise CompatibilityError(self.mismatch_message(owner, unknown, missing))
+        return positional, keywords, base, unclaimed
 
-    def _mismatch_message(self, owner: str, unknown: list[str], missing: list[str]) -> str:
-        accepted = ", ".join(p.name for p in self.params) or "nothing"
+    def mismatch_message(self, owner: str, unknown: list[str], missing: list[str]) -> str:
+        stars = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
+        accepted = ", ".join(stars.get(p.kind, "") + p.name for p in self.params) or "nothing"
         lines = [f"The saved config of {owner} does not fit {owner}.__init__({accepted}):"]
         for name in unknown:
             lines.append(
@@ -173,11 +182,19 @@ def _check_class_layout(cls: type) -> bool:
     mixin_index = mro.index(Serializable)
     for klass in mro[:mixin_index]:
         if klass.__module__.split(".", 1)[0] == "keras" and "get_config" in klass.__dict__:
+            # The fix reorders the class's own bases: the Keras class that
+            # defines get_config may be further up (keras.Model inherits
+            # Layer's), and naming it would tell the user to change a base.
+            bases = sorted(cls.__bases__, key=lambda base: not issubclass(base, Serializable))
+            names = [
+                "keras_safe.Serializable" if base is Serializable else base.__name__
+                for base in bases
+            ]
             raise SerializationError(
                 f"{cls.__qualname__}: keras_safe.Serializable must come before "
                 f"{klass.__module__}.{klass.__qualname__} in the class bases, or Keras' "
                 f"get_config() hides the automatic one. Write: class {cls.__name__}"
-                f"(keras_safe.Serializable, {klass.__name__})"
+                f"({', '.join(names)})"
             )
     return not any(
         "get_config" in klass.__dict__
@@ -317,10 +334,20 @@ class Serializable:
         plan = cls._keras_safe_plan
         decode = plan.codec.decode
         values = {key: decode(value, (key,)) for key, value in config.items()}
-        positional, keywords, base = plan.split(cls.__qualname__, values)
+        positional, keywords, base, unclaimed = plan.split(cls.__qualname__, values)
         token = _PENDING_BASE.set((cls, base)) if base else None
         try:
             return cls(*positional, **keywords)
+        except (TypeError, ValueError) as exc:
+            # A saved argument that **kwargs passes on to a Keras base class
+            # which no longer takes it fails there: Layer.__init__ raises
+            # ValueError("Unrecognized keyword arguments ...") and classes
+            # without **kwargs (Loss.__init__) a TypeError. Both name it.
+            rejected = [name for name in unclaimed if repr(name) in str(exc)]
+            if not rejected or isinstance(exc, KerasSafeError):
+                raise
+            message = plan.mismatch_message(cls.__qualname__, rejected, [])
+            raise CompatibilityError(message) from exc
         finally:
             if token is not None:
                 _PENDING_BASE.reset(token)

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,6 +117,24 @@ def assert_strict_equal(actual: object, expected: object, path: str = "$") -> No
             assert math.copysign(1, actual) == math.copysign(1, expected), f"at {path}: sign"
     else:
         assert actual == expected, f"at {path}: {actual!r} != {expected!r}"
+
+
+def round_trip(obj: Any) -> tuple[Any, dict[str, Any]]:
+    """Config -> JSON text -> config -> ``from_config``; returns (rebuilt, config).
+
+    Checks that the config survives JSON unchanged (it is plain JSON) and that
+    the rebuilt object's config is strictly equal to the original's.
+    """
+    import json
+
+    config = obj.get_config()
+    loaded = json.loads(json.dumps(config))
+    assert_strict_equal(loaded, config)
+    rebuilt = type(obj).from_config(loaded)
+    assert type(rebuilt) is type(obj)
+    assert rebuilt is not obj
+    assert_strict_equal(rebuilt.get_config(), config)
+    return rebuilt, config
 
 
 @pytest.fixture

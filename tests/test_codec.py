@@ -19,7 +19,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_strict_equal
+from conftest import assert_strict_equal, round_trip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -28,18 +28,6 @@ import keras_safe
 from keras_safe.codec import TAG, codec
 
 PACKAGE = "test_codec"
-
-
-def round_trip(obj: Any) -> tuple[Any, dict[str, Any]]:
-    """Config -> JSON text -> config -> from_config; checks both steps are lossless."""
-    config = obj.get_config()
-    loaded = json.loads(json.dumps(config))
-    assert_strict_equal(loaded, config)  # the config is plain JSON: nothing lost in JSON
-    rebuilt = type(obj).from_config(loaded)
-    assert type(rebuilt) is type(obj)
-    assert rebuilt is not obj
-    assert_strict_equal(rebuilt.get_config(), config)
-    return rebuilt, config
 
 
 @pytest.fixture
