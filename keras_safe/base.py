@@ -138,8 +138,7 @@ class _InitPlan:
         return positional, keywords, base, unclaimed
 
     def mismatch_message(self, owner: str, unknown: list[str], missing: list[str]) -> str:
-        stars = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
-        accepted = ", ".join(stars.get(p.kind, "") + p.name for p in self.params) or "nothing"
+        accepted = ", ".join(_shown(p) for p in self.params) or "nothing"
         lines = [f"The saved config of {owner} does not fit {owner}.__init__({accepted}):"]
         for name in unknown:
             lines.append(
@@ -156,6 +155,15 @@ class _InitPlan:
             "register it with aliases=('old_package>OldName',)."
         )
         return "\n".join(lines)
+
+
+def _shown(param: inspect.Parameter) -> str:
+    """A parameter's name as written in a signature: ``units``, ``*args``, ``**kwargs``."""
+    if param.kind is param.VAR_POSITIONAL:
+        return f"*{param.name}"
+    if param.kind is param.VAR_KEYWORD:
+        return f"**{param.name}"
+    return param.name
 
 
 def _keras_base_params(cls: type) -> frozenset[str]:
