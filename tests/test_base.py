@@ -14,6 +14,7 @@ import pytest
 from conftest import assert_strict_equal, round_trip, run_python
 
 import keras_safe
+from keras_safe.codec import codec
 
 PACKAGE = "test_base"
 
@@ -449,9 +450,13 @@ def test_numpy_size_limit_is_a_class_setting(scope: keras_safe.Registry) -> None
     Small(np.zeros(128, dtype="float64"))  # exactly 1 KiB
     with pytest.raises(keras_safe.SerializationError, match="limit"):
         Small(np.zeros(129, dtype="float64"))
-    big = np.arange(2 << 18, dtype="float32")  # 2 MiB: over the default, under this limit
-    rebuilt, _ = round_trip(Large(big))
-    np.testing.assert_array_equal(rebuilt.table, big)
+    big = np.arange((1 << 17) + 1, dtype="float64")  # just over the default, under this limit
+    with pytest.raises(keras_safe.SerializationError, match=r"limit 1\.0 MiB"):
+        codec.for_owner("Default").check(big)  # the default limit, for comparison
+    config = json.loads(json.dumps(Large(big).get_config()))
+    np.testing.assert_array_equal(Large.from_config(config).table, big)
+    with pytest.raises(keras_safe.UnsafeModelError, match="over the limit"):
+        Small.from_config({"table": config["table"]})  # the limit applies to reading too
 
 
 # -- the signature is inspected once per class -----------------------------------
