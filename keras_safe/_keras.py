@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from keras.src import api_export
+from keras.src.models import model as model_module
+from keras.src.models.functional import Functional
 from keras.src.saving import object_registration
 
 
@@ -76,3 +78,20 @@ def build_by_running(layer: Any, build_config: dict[str, Any]) -> bool:
     if "shapes_dict" in build_config:
         return bool(layer._build_by_run_for_kwargs(build_config["shapes_dict"]))
     return False
+
+
+def is_functional_init(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether ``keras.Model.__init__`` would take these arguments as (inputs, outputs)."""
+    return bool(model_module.functional_init_arguments(args, kwargs))
+
+
+def add_functional_base(cls: type) -> None:
+    """Make ``cls`` a Functional model by adding ``Functional`` to its own bases.
+
+    Keras does this itself in ``Model.__init__`` (``inject_functional_model_class``)
+    by rewriting the bases of *every* class between ``cls`` and ``keras.Model``,
+    so a shared base class such as ``SerializableModel`` would become
+    Functional for every other subclass in the process too.
+    """
+    if not issubclass(cls, Functional):
+        cls.__bases__ = (*cls.__bases__, Functional)

@@ -265,6 +265,15 @@ class SerializableModel(Serializable, keras.Model):  # type: ignore[misc]
         ...         return self.out(self.hidden(x))
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if _keras.is_functional_init(args, kwargs):
+            # A subclass calling super().__init__(inputs, outputs) becomes
+            # Functional. Keras' own way (models/model.py:
+            # inject_functional_model_class) rewrites SerializableModel's
+            # bases too, which breaks every subclassed SerializableModel.
+            _keras.add_functional_base(type(self))
+        super().__init__(*args, **kwargs)
+
     def _keras_safe_base_config(self) -> dict[str, Any]:
         # A model built with inputs/outputs inside __init__ becomes Functional,
         # whose get_config describes the graph; the arguments rebuild it instead.

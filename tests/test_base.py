@@ -624,6 +624,20 @@ class Classifier(keras_safe.SerializableModel):
         for block in self.blocks:
             x = block(x)
         return self.head(self.dropout(x, training=training))
+
+
+@keras_safe.register(package="ks_models")
+class GraphClassifier(keras_safe.SerializableModel):
+    """Functional style: the graph is built in __init__ and passed to super()."""
+
+    def __init__(self, features=5, dims=(6,), classes=3, **kwargs):
+        inputs = keras.Input((features,))
+        x = inputs
+        for units in dims:
+            x = Block(units)(x)
+        outputs = keras.layers.Dense(classes)(x)
+        super().__init__(inputs, outputs, **kwargs)
+        self.features = features
 '''
 
 
@@ -643,40 +657,73 @@ def test_serializable_model_config_round_trip(
     np.testing.assert_array_equal(rebuilt(x), expected)
 
 
+def test_functional_style_serializable_model(
+    scope: keras_safe.Registry, import_module_from: Any
+) -> None:
+    module = import_module_from(MODEL_MODULE, MODEL_SOURCE)
+    bases = keras_safe.SerializableModel.__bases__
+    model = module.GraphClassifier(features=4, dims=(3, 5), classes=2, name="graph")
+    assert isinstance(model, keras_safe.SerializableModel)
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    expected = model(x)
+    rebuilt, config = round_trip(model)
+    assert config["dims"] == {"__keras_safe__": "tuple", "items": [3, 5]}
+    assert "layers" not in config  # arguments, not the graph
+    rebuilt.set_weights(model.get_weights())
+    np.testing.assert_array_equal(rebuilt(x), expected)
+    # Keras makes a model Functional by rewriting the bases of every class up
+    # to keras.Model; the shared SerializableModel must stay as it was, or
+    # every subclassed SerializableModel in the process breaks.
+    assert keras_safe.SerializableModel.__bases__ == bases
+    subclassed = module.Classifier(dims=(4,), classes=2)
+    assert subclassed(x).shape == (3, 2)
+    assert not isinstance(subclassed, keras.src.models.functional.Functional)
+
+
 @pytest.mark.slow
 def test_serializable_model_saved_loads_in_a_fresh_process(
     tmp_path: Path, scope: keras_safe.Registry, import_module_from: Any
 ) -> None:
     module = import_module_from(MODEL_MODULE, MODEL_SOURCE)
-    model = module.Classifier(dims=(6,), classes=3, dropout=0.25, name="classifier")
     x = np.random.default_rng(3).normal(size=(16, 5)).astype("float32")
     y = np.random.default_rng(4).integers(0, 3, size=(16,))
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
-    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-    weights = model.get_weights()
-    np.savez(tmp_path / "data.npz", *weights, x=x, expected=model.predict(x, verbose=0))
-    (tmp_path / "config.json").write_text(json.dumps(model.get_config()))
-    model.save(tmp_path / "model.keras")
+    counts = []
+    for name, model in (
+        ("classifier", module.Classifier(dims=(6,), classes=3, dropout=0.25, name="classifier")),
+        ("graph", module.GraphClassifier(features=5, dims=(4, 6), name="graph")),
+    ):
+        model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+        weights = model.get_weights()
+        counts.append(len(weights))
+        np.savez(tmp_path / f"{name}.npz", *weights, x=x, expected=model.predict(x, verbose=0))
+        (tmp_path / f"{name}.json").write_text(json.dumps(model.get_config()))
+        model.save(tmp_path / f"{name}.keras")
 
     proc = run_python(
         f"""
         import json, sys
+        from pathlib import Path
         import keras, numpy as np
         import {MODEL_MODULE} as m
 
-        model = keras.models.load_model(sys.argv[1] + "/model.keras")
-        data = np.load(sys.argv[1] + "/data.npz")
-        assert type(model) is m.Classifier, type(model)
-        config = json.loads(json.dumps(model.get_config()))  # Keras' own parts hold tuples
-        assert config == json.load(open(sys.argv[1] + "/config.json"))
-        assert [type(b) for b in model.blocks] == [m.Block]
-        saved = [data[f"arr_{{i}}"] for i in range(len(data.files) - 2)]
-        loaded = model.get_weights()
-        assert len(loaded) == len(saved) == {len(weights)}
-        for got, want in zip(loaded, saved):
-            np.testing.assert_array_equal(got, want)
-        np.testing.assert_array_equal(model.predict(data["x"], verbose=0), data["expected"])
-        assert model.optimizer.iterations.numpy() == 2
+        folder = Path(sys.argv[1])
+        for name, cls, count in (
+            ("classifier", m.Classifier, {counts[0]}),
+            ("graph", m.GraphClassifier, {counts[1]}),
+        ):
+            model = keras.models.load_model(folder / f"{{name}}.keras")
+            data = np.load(folder / f"{{name}}.npz")
+            assert type(model) is cls, type(model)
+            config = json.loads(json.dumps(model.get_config()))  # Keras' own parts hold tuples
+            assert config == json.loads((folder / f"{{name}}.json").read_text())
+            loaded = model.get_weights()
+            assert len(loaded) == len(data.files) - 2 == count
+            for i, got in enumerate(loaded):
+                np.testing.assert_array_equal(got, data[f"arr_{{i}}"])
+            np.testing.assert_array_equal(model.predict(data["x"], verbose=0), data["expected"])
+            assert model.optimizer.iterations.numpy() == 2
+        assert [type(b) for b in model.layers if isinstance(b, m.Block)] == [m.Block] * 2
         print("LOADED-OK")
         """,
         str(tmp_path),
