@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from keras.src import api_export
+from keras.src.backend.common import global_state
 from keras.src.models import model as model_module
 from keras.src.models.functional import Functional
 from keras.src.saving import object_registration
@@ -95,3 +96,13 @@ def add_functional_base(cls: type) -> None:
     """
     if not issubclass(cls, Functional):
         cls.__bases__ = (*cls.__bases__, Functional)
+
+
+def sharing_objects() -> bool:
+    """Whether Keras is inside ``ObjectSharingScope`` (saving or loading a model).
+
+    Within it, a config carrying ``"shared_object_id"`` is deserialized once
+    and reused (``serialization_lib.get_shared_object``); the scope's state
+    has no public accessor.
+    """
+    return global_state.get_global_attribute("shared_objects/id_to_config_map") is not None

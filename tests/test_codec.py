@@ -53,6 +53,11 @@ def LayerHolder(scope: keras_safe.Registry) -> type:
             self.value = value
 
         def call(self, x: Any) -> Any:
+            # Applies the layers it holds, so that holders can sit in a model.
+            layers = self.value if isinstance(self.value, list) else [self.value]
+            for layer in layers:
+                if isinstance(layer, keras.layers.Layer):
+                    x = layer(x)
             return x
 
     return LayerHolder
@@ -516,6 +521,29 @@ def test_custom_layers_nested_three_deep(scope: keras_safe.Registry) -> None:
     assert all(m.built and m.leaf.built and m.leaf.dense.built for m in middles)
     rebuilt.set_weights(outer.get_weights())
     np.testing.assert_array_equal(rebuilt(x), expected)
+
+
+@pytest.mark.parametrize("placement", ["two-layers", "one-argument-twice", "also-in-the-graph"])
+def test_layer_shared_between_arguments_stays_shared(
+    LayerHolder: type, tmp_path: Any, placement: str
+) -> None:
+    # Tied weights: one layer object passed to several layers loads as one.
+    shared = keras.layers.Dense(3, name="shared")
+    inputs = keras.Input((3,))
+    if placement == "two-layers":
+        outputs = LayerHolder(shared, name="a")(LayerHolder(shared, name="b")(inputs))
+    elif placement == "one-argument-twice":
+        outputs = LayerHolder([shared, shared], name="a")(inputs)
+    else:
+        outputs = LayerHolder(shared, name="a")(shared(inputs))
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).normal(size=(2, 3)).astype("float32")
+    expected = model(x)
+    model.save(tmp_path / "tied.keras")
+    loaded = keras.models.load_model(tmp_path / "tied.keras")
+    assert len(loaded.weights) == len(model.weights) == 2
+    np.testing.assert_array_equal(loaded(x), expected)
+    assert json.dumps(loaded.get_config()) == json.dumps(model.get_config())
 
 
 # -- registered classes, instances and enums -----------------------------------

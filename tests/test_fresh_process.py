@@ -74,6 +74,18 @@ class Gate(keras_safe.SerializableLayer):
 
 
 @keras_safe.register(package=PACKAGE)
+class Project(keras_safe.SerializableLayer):
+    """Applies a layer it is given: passing one Dense to two of these ties them."""
+
+    def __init__(self, dense, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = dense
+
+    def call(self, x):
+        return ops.tanh(self.dense(x))
+
+
+@keras_safe.register(package=PACKAGE)
 class Residual(keras_safe.SerializableLayer):
     """A layer argument, a registered activation, a list of layers, a nested Gate."""
 
@@ -93,12 +105,14 @@ class Residual(keras_safe.SerializableLayer):
 
 def build_model():
     inputs = keras.Input((6,))
+    tied = keras.layers.Dense(6, name="tied")
+    x = Project(tied, name="project_2")(Project(tied, name="project_1")(inputs))
     scale = np.linspace(0.5, 1.5, 6, dtype="float32")
     x = Residual(
         Affine(6, scale=scale, clip=(-2.0, 2.0), name="affine"),
         extra=[keras.layers.Dense(5, activation=scaled_swish)],
         name="residual",
-    )(inputs)
+    )(x)
     gate = Gate(pooling=Pooling.SUM, axes=(1,))
     gate.trainable = False
     x = gate(x)
@@ -140,6 +154,8 @@ gate = [layer for layer in model.layers if type(layer) is m.Gate][0]
 assert gate.pooling is m.Pooling.SUM and gate.axes == (1,) and type(gate.axes) is tuple
 assert gate.trainable is False
 assert model.get_layer("head").activation is m.scaled_swish
+# The Dense passed to both Project layers is still one layer (tied weights).
+assert model.get_layer("project_1").dense is model.get_layer("project_2").dense
 print("LOADED-OK", len(weights))
 """
 
@@ -156,11 +172,11 @@ def test_model_of_custom_layers_loads_in_a_fresh_process(
     model.fit(x, rng.normal(size=(16, 3)).astype("float32"), epochs=1, batch_size=8, verbose=0)
     expected = keras.ops.convert_to_numpy(model(x))
     weights = model.get_weights()
-    assert len(weights) == 8  # affine dense, both gates, extra dense, head
+    assert len(weights) == 10  # tied dense, affine dense, both gates, extra dense, head
     np.savez(tmp_path / "data.npz", *weights, x=x, expected=expected)
     config = model.get_config()
     (tmp_path / "config.json").write_text(json.dumps(config))
-    residual = config["layers"][1]
+    residual = config["layers"][3]
     assert residual["registered_name"] == "fresh_layers>Residual"
     assert residual["config"]["inner"]["config"]["clip"] == {
         "__keras_safe__": "tuple",
@@ -181,5 +197,5 @@ def test_the_fresh_process_needs_the_defining_module(
         module: Any = import_module_from(MODULE, SOURCE)
         model = module.build_model()
         model.save(tmp_path / "model.keras")
-    with pytest.raises(TypeError, match="fresh_layers>Residual"):
+    with pytest.raises(TypeError, match="Could not locate class 'Project'"):
         keras.models.load_model(tmp_path / "model.keras")

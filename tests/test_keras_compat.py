@@ -249,3 +249,47 @@ def test_keras_still_rewrites_shared_bases_for_functional_subclasses() -> None:
 
     Graph()
     assert Shared.__bases__ == (keras.src.models.functional.Functional,)
+
+
+def test_sharing_objects_tells_when_keras_saves_or_loads() -> None:
+    from keras.src.saving.serialization_lib import ObjectSharingScope
+
+    assert not _keras.sharing_objects()
+    with ObjectSharingScope():
+        assert _keras.sharing_objects()
+    assert not _keras.sharing_objects()
+
+
+def test_keras_alone_loses_a_layer_shared_through_configs(tmp_path: Any) -> None:
+    # keras/src/saving/serialization_lib.py: a repeat is marked on the first
+    # config after serialize_dict has copied it, so a layer handed to two
+    # layers' configs loads as two layers (and its weights fail to load).
+    # keras_safe marks each occurrence (_codec_objects._encode_keras_object);
+    # if this fails, Keras fixed it and that workaround can go.
+    @keras.saving.register_keras_serializable(package="test_keras_compat")
+    class Use(keras.layers.Layer):
+        def __init__(self, inner: Any, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.inner = inner
+
+        def call(self, x: Any) -> Any:
+            return self.inner(x)
+
+        def get_config(self) -> dict[str, Any]:
+            inner = keras.saving.serialize_keras_object(self.inner)
+            return {**super().get_config(), "inner": inner}
+
+        @classmethod
+        def from_config(cls, config: dict[str, Any]) -> Any:
+            config["inner"] = keras.saving.deserialize_keras_object(config["inner"])
+            return cls(**config)
+
+    try:
+        shared = keras.layers.Dense(2)
+        inputs = keras.Input((2,))
+        model = keras.Model(inputs, Use(shared)(Use(shared)(inputs)))
+        model.save(tmp_path / "tied.keras")
+        with pytest.raises(ValueError, match="expected 2 variables, but received 0"):
+            keras.models.load_model(tmp_path / "tied.keras")
+    finally:
+        keras.saving.get_custom_objects().pop("test_keras_compat>Use")
