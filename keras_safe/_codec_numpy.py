@@ -19,6 +19,10 @@ _ML_DTYPES = frozenset(
 )
 # bool, the signed and unsigned integers and the IEEE floats.
 _NUMPY_NAMES = frozenset(str(np.dtype(code).name) for code in "?bhilqBHILQefd")
+# Longest numpy str item (characters). Decoding a scalar or a dtype allocates
+# by the declared length, so a file must not be able to ask for any length;
+# encoding refuses longer items so that everything written can be read.
+_MAX_STR_LENGTH = 1 << 16
 
 
 def _dtype_name(dtype: np.dtype[Any]) -> str | None:
@@ -26,7 +30,8 @@ def _dtype_name(dtype: np.dtype[Any]) -> str | None:
     if dtype.kind in _DTYPE_KINDS and name in _NUMPY_NAMES:
         return name
     if dtype.kind == "U":
-        return f"<U{dtype.itemsize // 4}"
+        length = dtype.itemsize // 4
+        return f"<U{length}" if length <= _MAX_STR_LENGTH else None
     if name in _ML_DTYPES:
         return name
     return None
@@ -39,13 +44,22 @@ def parse_dtype(name: Any, path: PathT) -> np.dtype[Any]:
         return np.dtype(getattr(ml_dtypes, name))  # type: ignore[no-any-return]
     if name in _NUMPY_NAMES:
         return np.dtype(name)
-    if name.startswith("<U") and name[2:].isdigit() and int(name[2:]) <= 1 << 16:
+    if name.startswith("<U") and name[2:].isdigit() and int(name[2:]) <= _MAX_STR_LENGTH:
         return np.dtype(name)
     bad_file(path, f"has an unsupported dtype {name!r}")
 
 
 def check_dtype_of(codec: Codec, value: Any, dtype: np.dtype[Any], path: PathT) -> str:
     name = _dtype_name(dtype)
+    if name is None and dtype.kind == "U":
+        fail(
+            codec,
+            path,
+            value,
+            f"numpy str data of dtype {dtype}",
+            f"numpy str items are limited to {_MAX_STR_LENGTH} characters in a config; "
+            "pass a Python str, or store long text as an asset or a weight.",
+        )
     if name is None:
         fail(
             codec,
@@ -92,6 +106,10 @@ def _decode_ndarray(codec: Codec, data: dict[str, Any], path: PathT) -> Any:
         array = np.array(data.get("value"), dtype=dtype)
     except (TypeError, ValueError, OverflowError) as exc:
         bad_file(path, f"holds values that do not fit dtype {dtype} ({exc})")
+    if array.size == 0 and math.prod(shape) == 0:
+        # tolist() of an empty array drops the axes after the first zero-length
+        # one ((0, 3) -> []), so only the declared shape can restore them.
+        array = array.reshape(shape)
     if list(array.shape) != shape:
         bad_file(path, f"holds values of shape {list(array.shape)}, not the declared {shape}")
     return array

@@ -176,7 +176,15 @@ def _check_keras_object(codec: Codec, value: Any, path: PathT) -> None:
 
 def _encode_keras_object(codec: Codec, value: Any, path: PathT) -> JSON:
     _check_keras_object(codec, value, path)
-    return plain_json(keras.saving.serialize_keras_object(value))
+    data = plain_json(keras.saving.serialize_keras_object(value))
+    if _keras.sharing_objects():
+        # One object passed to several layers (tied weights) must load as one
+        # object. Keras marks a repeat only on the configs it still holds
+        # (serialization_lib.record_object_after_serialization), but every
+        # get_config() result has been copied by then (serialize_dict), so the
+        # first occurrence would load as a separate object. Mark each one.
+        data["shared_object_id"] = id(value)
+    return data
 
 
 def _decode_keras_object(codec: Codec, data: dict[str, Any], path: PathT) -> Any:

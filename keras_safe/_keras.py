@@ -17,6 +17,9 @@ from typing import IO, Any
 
 import h5py
 from keras.src import api_export
+from keras.src.backend.common import global_state
+from keras.src.models import model as model_module
+from keras.src.models.functional import Functional
 from keras.src.saving import object_registration, saving_lib, serialization_lib
 
 
@@ -242,3 +245,30 @@ def all_layers(model: Any) -> list[Any]:
 def count_layers(model: Any) -> int:
     """How many layers a model has, nested ones included."""
     return len(all_layers(model))
+
+
+def is_functional_init(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether ``keras.Model.__init__`` would take these arguments as (inputs, outputs)."""
+    return bool(model_module.functional_init_arguments(args, kwargs))
+
+
+def add_functional_base(cls: type) -> None:
+    """Make ``cls`` a Functional model by adding ``Functional`` to its own bases.
+
+    Keras does this itself in ``Model.__init__`` (``inject_functional_model_class``)
+    by rewriting the bases of *every* class between ``cls`` and ``keras.Model``,
+    so a shared base class such as ``SerializableModel`` would become
+    Functional for every other subclass in the process too.
+    """
+    if not issubclass(cls, Functional):
+        cls.__bases__ = (*cls.__bases__, Functional)
+
+
+def sharing_objects() -> bool:
+    """Whether Keras is inside ``ObjectSharingScope`` (saving or loading a model).
+
+    Within it, a config carrying ``"shared_object_id"`` is deserialized once
+    and reused (``serialization_lib.get_shared_object``); the scope's state
+    has no public accessor.
+    """
+    return global_state.get_global_attribute("shared_objects/id_to_config_map") is not None

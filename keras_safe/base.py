@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import keras
 
 from keras_safe import _keras
-from keras_safe.codec import DEFAULT_NUMPY_LIMIT, Codec, codec
-from keras_safe.errors import CompatibilityError, SerializationError
+from keras_safe._signature import EMPTY, Captured, InitPlan, keras_base_params
+from keras_safe.codec import DEFAULT_NUMPY_LIMIT, codec
+from keras_safe.errors import CompatibilityError, KerasSafeError, SerializationError
 
 __all__ = ["Serializable", "SerializableLayer", "SerializableModel"]
 
@@ -36,140 +36,7 @@ _PENDING_BASE: contextvars.ContextVar[tuple[type, dict[str, Any]] | None] = cont
 )
 
 _RESERVED_ARGUMENTS = frozenset({"config_version"})
-_EMPTY = inspect.Parameter.empty
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _OWN_CLASSES = frozenset({"Serializable", "SerializableLayer", "SerializableModel"})
-
-
-class _Captured:
-    """Holds captured arguments; deliberately not a list/dict, so Keras'
-    weight saving (which walks list and dict attributes) never looks inside."""
-
-    __slots__ = ("arguments",)
-
-    def __init__(self, arguments: dict[str, Any]) -> None:
-        self.arguments = arguments
-
-
-@dataclass(frozen=True)
-class _InitPlan:
-    """What ``__init__`` accepts, worked out once per class."""
-
-    signature: inspect.Signature
-    params: tuple[inspect.Parameter, ...]
-    varargs: str | None
-    varkw: str | None
-    base_params: frozenset[str]
-    automatic: bool
-    codec: Codec
-    new_takes_args: bool
-
-    def capture(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Captured | None:
-        try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError:
-            return None  # __init__ itself will raise the precise TypeError
-        arguments = bound.arguments
-        if self.automatic:
-            check = self.codec.check
-            for name, value in arguments.items():
-                if name == self.varargs:
-                    for i, item in enumerate(value):
-                        check(item, (name, i))
-                elif name == self.varkw:
-                    for key, item in value.items():
-                        check(item, (key,))
-                else:
-                    check(value, (name,))
-        return _Captured(arguments)
-
-    def split(
-        self, owner: str, values: dict[str, Any]
-    ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
-        """Config values -> (positional args, keyword args, base-class kwargs)."""
-        values = dict(values)
-        missing: list[str] = []
-        positional: list[Any] = []
-        keywords: dict[str, Any] = {}
-        extra = values.pop(self.varargs, []) if self.varargs else []
-        if self.varargs and not isinstance(extra, (list, tuple)):
-            raise CompatibilityError(
-                f"{owner}: the saved value of *{self.varargs} is not a list; the config was "
-                "not written for this class."
-            )
-        for param in self.params:
-            name = param.name
-            if param.kind is inspect.Parameter.VAR_POSITIONAL:
-                positional.extend(extra)
-            elif param.kind is inspect.Parameter.VAR_KEYWORD:
-                continue
-            elif param.kind in _POSITIONAL and (
-                param.kind is inspect.Parameter.POSITIONAL_ONLY or extra
-            ):
-                if name in values:
-                    positional.append(values.pop(name))
-                elif param.default is not _EMPTY:
-                    positional.append(param.default)
-                else:
-                    missing.append(name)
-            elif name in values:
-                keywords[name] = values.pop(name)
-            elif param.default is _EMPTY:
-                missing.append(name)
-        base: dict[str, Any] = {}
-        unknown: list[str] = []
-        for name, value in values.items():
-            if self.varkw:
-                keywords[name] = value
-            elif name in self.base_params:
-                base[name] = value
-            else:
-                unknown.append(name)
-        if unknown or missing:
-            raise CompatibilityError(self._mismatch_message(owner, unknown, missing))
-        return positional, keywords, base
-
-    def unexpected(self, keywords: dict[str, Any]) -> list[str]:
-        """Keyword arguments that only **kwargs accepts, and the Keras base does not."""
-        named = {p.name for p in self.params}
-        return [k for k in keywords if k not in named and k not in self.base_params]
-
-    def _mismatch_message(self, owner: str, unknown: list[str], missing: list[str]) -> str:
-        accepted = ", ".join(p.name for p in self.params) or "nothing"
-        lines = [f"The saved config of {owner} does not fit {owner}.__init__({accepted}):"]
-        for name in unknown:
-            lines.append(
-                f"  - saved argument `{name}` is not accepted by {owner}.__init__ any more"
-            )
-        for name in missing:
-            lines.append(
-                f"  - required argument `{name}` of {owner}.__init__ is not in the saved config"
-            )
-        lines.append(
-            f"Fix: bump {owner}.config_version and translate the old config in "
-            f"{owner}.upgrade_config(config, from_version) (rename or drop old arguments, "
-            "set new ones), or give new arguments a default; if the class was renamed, "
-            "register it with aliases=('old_package>OldName',)."
-        )
-        return "\n".join(lines)
-
-
-def _keras_base_params(cls: type) -> frozenset[str]:
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if klass.__module__.split(".", 1)[0] != "keras" or "__init__" not in klass.__dict__:
-            continue
-        try:
-            parameters = inspect.signature(klass.__dict__["__init__"]).parameters
-        except (TypeError, ValueError):
-            continue
-        names.update(
-            name
-            for name, p in parameters.items()
-            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-        )
-    names.discard("self")
-    return frozenset(names)
 
 
 def _check_class_layout(cls: type) -> bool:
@@ -178,11 +45,19 @@ def _check_class_layout(cls: type) -> bool:
     mixin_index = mro.index(Serializable)
     for klass in mro[:mixin_index]:
         if klass.__module__.split(".", 1)[0] == "keras" and "get_config" in klass.__dict__:
+            # The fix reorders the class's own bases: the Keras class that
+            # defines get_config may be further up (keras.Model inherits
+            # Layer's), and naming it would tell the user to change a base.
+            bases = sorted(cls.__bases__, key=lambda base: not issubclass(base, Serializable))
+            names = [
+                "keras_safe.Serializable" if base is Serializable else base.__name__
+                for base in bases
+            ]
             raise SerializationError(
                 f"{cls.__qualname__}: keras_safe.Serializable must come before "
                 f"{klass.__module__}.{klass.__qualname__} in the class bases, or Keras' "
                 f"get_config() hides the automatic one. Write: class {cls.__name__}"
-                f"(keras_safe.Serializable, {klass.__name__})"
+                f"({', '.join(names)})"
             )
     return not any(
         "get_config" in klass.__dict__
@@ -191,7 +66,7 @@ def _check_class_layout(cls: type) -> bool:
     )
 
 
-def _make_plan(cls: type) -> _InitPlan:
+def _make_plan(cls: type) -> InitPlan:
     signature = inspect.signature(getattr(cls, "__init__"))  # noqa: B009 (mypy: unsound access)
     params = tuple(signature.parameters.values())[1:]  # drop self
     reserved = _RESERVED_ARGUMENTS.intersection(p.name for p in params)
@@ -205,12 +80,12 @@ def _make_plan(cls: type) -> _InitPlan:
     automatic = _check_class_layout(cls)
     limit = int(getattr(cls, "numpy_size_limit", DEFAULT_NUMPY_LIMIT))
     parent_new = super(Serializable, cls).__new__  # type: ignore[misc]
-    return _InitPlan(
+    return InitPlan(
         signature=signature.replace(parameters=params),
         params=params,
         varargs=varargs,
         varkw=varkw,
-        base_params=_keras_base_params(cls),
+        base_params=keras_base_params(cls),
         automatic=automatic,
         codec=codec.for_owner(cls.__qualname__, limit),
         new_takes_args=parent_new is not object.__new__,
@@ -244,7 +119,7 @@ class Serializable:
     """
 
     numpy_size_limit: ClassVar[int] = DEFAULT_NUMPY_LIMIT
-    _keras_safe_plan: ClassVar[_InitPlan]
+    _keras_safe_plan: ClassVar[InitPlan]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -284,7 +159,7 @@ class Serializable:
         """The base Keras config merged with every ``__init__`` argument, as JSON data."""
         cls = type(self)
         plan = cls._keras_safe_plan
-        captured: _Captured | None = self.__dict__.get("_keras_safe_captured")
+        captured: Captured | None = self.__dict__.get("_keras_safe_captured")
         if captured is None:
             raise SerializationError(
                 f"{cls.__qualname__}: the constructor arguments of this object were not "
@@ -307,7 +182,7 @@ class Serializable:
                         config[key] = encode(item, (key,))
             elif name not in base_keys:
                 value = arguments.get(name, param.default)
-                if value is _EMPTY:
+                if value is EMPTY:
                     continue
                 config[name] = encode(value, (name,))
         return config
@@ -322,19 +197,20 @@ class Serializable:
         plan = cls._keras_safe_plan
         decode = plan.codec.decode
         values = {key: decode(value, (key,)) for key, value in config.items()}
-        positional, keywords, base = plan.split(cls.__qualname__, values)
+        positional, keywords, base, unclaimed = plan.split(cls.__qualname__, values)
         token = _PENDING_BASE.set((cls, base)) if base else None
         try:
             return cls(*positional, **keywords)
         except (TypeError, ValueError) as exc:
-            # With **kwargs in __init__, an argument the class dropped is only
-            # rejected further down (Keras: "Unrecognized keyword arguments").
-            unknown = [k for k in plan.unexpected(keywords) if k in str(exc)]
-            if unknown and not isinstance(exc, CompatibilityError):
-                raise CompatibilityError(
-                    plan._mismatch_message(cls.__qualname__, unknown, [])
-                ) from exc
-            raise
+            # A saved argument that **kwargs passes on to a Keras base class
+            # which no longer takes it fails there: Layer.__init__ raises
+            # ValueError("Unrecognized keyword arguments ...") and classes
+            # without **kwargs (Loss.__init__) a TypeError. Both name it.
+            rejected = [name for name in unclaimed if repr(name) in str(exc)]
+            if not rejected or isinstance(exc, KerasSafeError):
+                raise
+            message = plan.mismatch_message(cls.__qualname__, rejected, [])
+            raise CompatibilityError(message) from exc
         finally:
             if token is not None:
                 _PENDING_BASE.reset(token)
@@ -388,6 +264,15 @@ class SerializableModel(Serializable, keras.Model):  # type: ignore[misc]
         ...     def call(self, x):
         ...         return self.out(self.hidden(x))
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if _keras.is_functional_init(args, kwargs):
+            # A subclass calling super().__init__(inputs, outputs) becomes
+            # Functional. Keras' own way (models/model.py:
+            # inject_functional_model_class) rewrites SerializableModel's
+            # bases too, which breaks every subclassed SerializableModel.
+            _keras.add_functional_base(type(self))
+        super().__init__(*args, **kwargs)
 
     def _keras_safe_base_config(self) -> dict[str, Any]:
         # A model built with inputs/outputs inside __init__ becomes Functional,

@@ -13,9 +13,9 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from keras_safe._describe import distribution_of, kind_of
 from keras_safe.errors import CompatibilityError, CompatibilityWarning
 from keras_safe.manifest import Manifest, describe_object
-from keras_safe.registry import distribution_of, kind_of
 
 __all__ = ["ON_MISMATCH", "find_drift", "report_drift"]
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import functools
-import importlib.metadata
 import inspect
 import threading
 import types
@@ -24,36 +22,12 @@ from typing import Any, TypeVar, overload
 import keras
 
 from keras_safe import _keras
+from keras_safe._describe import definition_of, distribution_of, kind_of
 from keras_safe.errors import RegistrationError
 
 __all__ = ["Registry", "RegistryEntry", "register", "registry"]
 
 T = TypeVar("T")
-
-# Checked in order: the first base class an object derives from names its kind.
-_KINDS: tuple[tuple[str, type], ...] = (
-    ("model", keras.Model),
-    ("layer", keras.layers.Layer),
-    ("loss", keras.losses.Loss),
-    ("metric", keras.metrics.Metric),
-    ("optimizer", keras.optimizers.Optimizer),
-    ("schedule", keras.optimizers.schedules.LearningRateSchedule),
-    ("initializer", keras.initializers.Initializer),
-    ("regularizer", keras.regularizers.Regularizer),
-    ("constraint", keras.constraints.Constraint),
-    ("dtype_policy", keras.DTypePolicy),
-    ("enum", enum.Enum),
-)
-
-
-def kind_of(obj: Any) -> str:
-    """The kind of a registrable object: ``"layer"``, ``"loss"``, ``"function"`` ..."""
-    if inspect.isclass(obj):
-        for kind, base in _KINDS:
-            if issubclass(obj, base):
-                return kind
-        return "class"
-    return "function"
 
 
 @dataclass(frozen=True)
@@ -88,32 +62,6 @@ class _Record:
     module: str
     qualname: str
     aliases: tuple[str, ...]
-
-
-def _definition(obj: Any) -> tuple[str, str]:
-    return (getattr(obj, "__module__", None) or "?", getattr(obj, "__qualname__", "?"))
-
-
-@functools.cache
-def _distributions_by_package() -> dict[str, list[str]]:
-    # Scans every installed distribution once; only listings need it.
-    return dict(importlib.metadata.packages_distributions())
-
-
-@functools.cache
-def distribution_of(module: str) -> tuple[str | None, str | None]:
-    """The installed distribution (name, version) providing ``module``, if any."""
-    top = module.split(".", 1)[0]
-    if top in ("__main__", "builtins", ""):
-        return None, None
-    names = _distributions_by_package().get(top)
-    if not names:
-        return None, None
-    name = names[0]
-    try:
-        return name, importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return name, None
 
 
 class Registry:
@@ -206,7 +154,7 @@ class Registry:
 
     def add(self, obj: Any, key: str, aliases: tuple[str, ...] = ()) -> None:
         """Register ``obj`` under ``key`` (and ``aliases``); see :func:`register`."""
-        module, qualname = _definition(obj)
+        module, qualname = definition_of(obj)
         record = _Record(key, obj, kind_of(obj), module, qualname, tuple(aliases))
         with self._lock:
             self._check_free(key, record)
@@ -246,8 +194,8 @@ class Registry:
             )
         if taken is None:
             existing = keras.saving.get_custom_objects().get(key)
-            if existing is not None and _definition(existing) != (record.module, record.qualname):
-                module, qualname = _definition(existing)
+            if existing is not None and definition_of(existing) != (record.module, record.qualname):
+                module, qualname = definition_of(existing)
                 raise RegistrationError(
                     f"Cannot register {record.module}.{record.qualname} as {key!r}: Keras' "
                     f"global custom objects already map that key to {module}.{qualname} "
@@ -267,7 +215,14 @@ class Registry:
         keras_before = {k: keras_objects.get(k) for k in (key, *aliases)}
 
         def undo() -> None:
-            self._records, self._keys_by_id, self._aliases = records, names_by_id, alias_map
+            # Restore copies: this undo runs again when each enclosing scope
+            # exits, and a snapshot made live would be changed by later
+            # registrations before then.
+            self._records, self._keys_by_id, self._aliases = (
+                dict(records),
+                dict(names_by_id),
+                dict(alias_map),
+            )
             for k, previous in keras_before.items():
                 current = keras_objects.get(k)
                 if current is not None and current is not previous:
@@ -276,7 +231,8 @@ class Registry:
                     keras_objects.pop(k, None)
                 else:
                     keras_objects[k] = previous
-                    _keras.set_registered_name(previous, k)
+                    if k == key:  # an alias is never the name an object is saved under
+                        _keras.set_registered_name(previous, k)
 
         for journal in self._journals:
             journal.append(undo)
@@ -303,7 +259,9 @@ class Registry:
             yield self
         finally:
             with self._lock:
-                self._journals.remove(journal)
+                # By identity: list.remove compares by ==, and two scopes'
+                # journals are equal lists when they hold the same undos.
+                self._journals = [j for j in self._journals if j is not journal]
                 for undo in reversed(journal):
                     undo()
 

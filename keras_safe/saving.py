@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from keras_safe import _keras, loading
+from keras_safe._describe import distribution_of, kind_of
 from keras_safe.archive import CONFIG, METADATA, WEIGHTS, ArchiveReader
 from keras_safe.atomic import AtomicArchiveWriter
 from keras_safe.codec import registered_key
@@ -44,7 +45,7 @@ from keras_safe.manifest import (
     environment,
 )
 from keras_safe.policy import Reference, Resolver, iter_references
-from keras_safe.registry import distribution_of, kind_of, registry
+from keras_safe.registry import registry
 
 __all__ = ["save"]
 

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,110 @@ def scope() -> Iterator[keras_safe.Registry]:
     """A registry scope: whatever the test registers is undone afterwards."""
     with keras_safe.registry.scope() as registry:
         yield registry
+
+
+def assert_strict_equal(actual: object, expected: object, path: str = "$") -> None:
+    """Equal values AND types, recursively: ``1 != 1.0 != True``, ``(1,) != [1]``.
+
+    NaNs compare equal to NaNs, ``-0.0`` differs from ``0.0``, and numpy
+    arrays and scalars must have the same dtype (and shape) as well as the
+    same values. ``path`` names the first difference in the failure message.
+    """
+    import math
+
+    import numpy as np
+
+    assert type(actual) is type(expected), (
+        f"at {path}: type {type(actual).__name__} != {type(expected).__name__} "
+        f"({actual!r} vs {expected!r})"
+    )
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict)
+        assert_strict_equal(list(actual), list(expected), f"{path}.keys()")
+        for key in expected:
+            assert_strict_equal(actual[key], expected[key], f"{path}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert isinstance(actual, (list, tuple))
+        assert len(actual) == len(expected), f"at {path}: length {len(actual)} != {len(expected)}"
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_strict_equal(a, e, f"{path}[{i}]")
+    elif isinstance(expected, np.ndarray):
+        assert isinstance(actual, np.ndarray)
+        assert actual.dtype == expected.dtype, f"at {path}: {actual.dtype} != {expected.dtype}"
+        assert actual.shape == expected.shape, f"at {path}: {actual.shape} != {expected.shape}"
+        assert _same_bits(actual, expected), f"at {path}: {actual!r} != {expected!r}"
+    elif isinstance(expected, np.generic):
+        assert isinstance(actual, np.generic)
+        assert actual.dtype == expected.dtype, f"at {path}: {actual.dtype} != {expected.dtype}"
+        assert _same_bits(np.asarray(actual), np.asarray(expected)), f"at {path}: {actual!r}"
+    elif isinstance(expected, float):
+        assert isinstance(actual, float)
+        if math.isnan(expected):
+            assert math.isnan(actual), f"at {path}: {actual!r} is not NaN"
+        else:
+            assert actual == expected, f"at {path}: {actual!r} != {expected!r}"
+            assert math.copysign(1, actual) == math.copysign(1, expected), f"at {path}: sign"
+    else:
+        assert actual == expected, f"at {path}: {actual!r} != {expected!r}"
+
+
+def round_trip(obj: Any) -> tuple[Any, dict[str, Any]]:
+    """Config -> JSON text -> config -> ``from_config``; returns (rebuilt, config).
+
+    Checks that the config survives JSON unchanged (it is plain JSON) and that
+    the rebuilt object's config is strictly equal to the original's.
+    """
+    import json
+
+    config = obj.get_config()
+    loaded = json.loads(json.dumps(config))
+    assert_strict_equal(loaded, config)
+    rebuilt = type(obj).from_config(loaded)
+    assert type(rebuilt) is type(obj)
+    assert rebuilt is not obj
+    assert_strict_equal(rebuilt.get_config(), config)
+    return rebuilt, config
+
+
+def _same_bits(actual: Any, expected: Any) -> bool:
+    """Bit-identical arrays, except that any NaN equals any NaN.
+
+    JSON has one NaN, so NaN sign and payload bits cannot survive a config;
+    everything else, -0.0 included, must.
+    """
+    import numpy as np
+
+    if actual.tobytes() == expected.tobytes():
+        return True
+    if not (actual.dtype.kind == "f" or actual.dtype.name.startswith(("bfloat", "float8"))):
+        return False
+    a, e = actual.astype(np.float64), expected.astype(np.float64)
+    nan = np.isnan(e)
+    if not np.array_equal(np.isnan(a), nan):
+        return False
+    a, e = a[~nan], e[~nan]
+    return bool(np.array_equal(a, e) and np.array_equal(np.signbit(a), np.signbit(e)))
+
+
+@pytest.fixture
+def import_module_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """``load(name, source)``: write a module under ``tmp_path`` and import it.
+
+    The modules are dropped from ``sys.modules`` afterwards; use together with
+    the ``scope`` fixture so their registrations are undone too.
+    """
+    import importlib
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    loaded: list[str] = []
+
+    def load(name: str, source: str) -> object:
+        write_module(tmp_path, name, source)
+        importlib.invalidate_caches()
+        loaded.append(name)
+        return importlib.import_module(name)
+
+    yield load
+    for name in loaded:
+        for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[module]

@@ -1,0 +1,295 @@
+"""The private Keras API wrapped in keras_safe/_keras.py works with the installed Keras.
+
+A Keras upgrade that moves or changes one of these breaks a test here first.
+Also pinned: the Keras behaviours keras_safe works around, so that a Keras
+fix shows up as a failure saying which workaround can go.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+
+from keras_safe import _keras
+
+
+@pytest.mark.parametrize(
+    ("symbol", "name"),
+    [
+        (keras.layers.Dense, "keras.layers.Dense"),
+        (keras.Sequential, "keras.Sequential"),
+        (keras.activations.relu, "keras.activations.relu"),
+        (keras.initializers.GlorotUniform, "keras.initializers.GlorotUniform"),
+        (
+            keras.optimizers.schedules.ExponentialDecay,
+            "keras.optimizers.schedules.ExponentialDecay",
+        ),
+        (keras.DTypePolicy, "keras.DTypePolicy"),
+    ],
+)
+def test_public_keras_name_and_symbol(symbol: Any, name: str) -> None:
+    assert _keras.public_keras_name(symbol) == name
+    assert _keras.keras_symbol(name) is symbol
+
+
+def test_public_keras_name_of_other_objects() -> None:
+    class Custom(keras.layers.Layer):
+        pass
+
+    assert _keras.public_keras_name(Custom) is None
+    assert _keras.public_keras_name(len) is None
+    assert _keras.public_keras_name([1, 2]) is None  # unhashable
+    assert _keras.public_keras_name({"a": 1}) is None
+    assert _keras.keras_symbol("keras.layers.NoSuchLayer") is None
+    assert _keras.keras_symbol("os.system") is None
+
+
+def test_every_canonical_name_maps_back() -> None:
+    for name in ("keras.losses.MeanSquaredError", "keras.metrics.AUC", "keras.optimizers.Adam"):
+        symbol = _keras.keras_symbol(name)
+        assert symbol is not None
+        assert _keras.public_keras_name(symbol) == name
+
+
+def test_set_and_forget_registered_name() -> None:
+    class Mode(enum.Enum):  # no get_config: Keras' own decorator refuses it
+        A = 1
+
+    key = "test_keras_compat>Mode"
+    assert keras.saving.get_registered_name(Mode) == "Mode"
+    _keras.set_registered_name(Mode, key)
+    try:
+        assert keras.saving.get_registered_name(Mode) == key
+        _keras.forget_registered_name(Mode, "another>Key")  # not its key: kept
+        assert keras.saving.get_registered_name(Mode) == key
+    finally:
+        _keras.forget_registered_name(Mode, key)
+    assert keras.saving.get_registered_name(Mode) == "Mode"
+    _keras.forget_registered_name(Mode, key)  # forgetting twice is harmless
+
+
+def test_forget_registered_name_undoes_register_keras_serializable() -> None:
+    @keras.saving.register_keras_serializable(package="test_keras_compat")
+    def fn(x: Any) -> Any:
+        return x
+
+    key = "test_keras_compat>fn"
+    try:
+        assert keras.saving.get_registered_name(fn) == key
+        _keras.forget_registered_name(fn, key)
+        assert keras.saving.get_registered_name(fn) == "fn"
+    finally:
+        keras.saving.get_custom_objects().pop(key)
+
+
+class _Twin(keras.layers.Layer):
+    """Sublayers made in __init__ and no build(): what build_by_running is for."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(2)
+
+    def call(self, x: Any) -> Any:
+        return self.dense(x)
+
+
+class _TwoInputs(keras.layers.Layer):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(2)
+
+    def call(self, a: Any, b: Any) -> Any:
+        return self.dense(a) + self.dense(b)
+
+
+def test_has_unbuilt_sublayers() -> None:
+    layer = _Twin()
+    assert _keras.has_unbuilt_sublayers(layer)
+    layer(np.ones((1, 3), dtype="float32"))
+    assert not _keras.has_unbuilt_sublayers(layer)
+    assert not _keras.has_unbuilt_sublayers(keras.layers.Dense(2))  # no sublayers at all
+
+
+def test_build_by_running_single_input() -> None:
+    layer = _Twin()
+    assert _keras.build_by_running(layer, {"input_shape": [None, 3]})
+    assert layer.dense.built and layer.dense.kernel.shape == (3, 2)
+
+
+def test_build_by_running_keyword_inputs() -> None:
+    layer = _TwoInputs()
+    assert _keras.build_by_running(layer, {"shapes_dict": {"a_shape": (4, 5), "b_shape": (4, 5)}})
+    assert layer.dense.kernel.shape == (5, 2)
+
+
+def test_build_by_running_reports_failure() -> None:
+    assert not _keras.build_by_running(_Twin(), {})
+    # Mismatched inputs: call fails on the symbolic tensors.
+    assert not _keras.build_by_running(
+        _TwoInputs(), {"shapes_dict": {"a_shape": (4, 5), "b_shape": (4, 7)}}
+    )
+
+
+def test_keras_keeps_the_shapes_build_config_records() -> None:
+    # SerializableLayer.build_from_config hands these to build_by_running.
+    x = np.ones((1, 3), dtype="float32")
+    single = _Twin()
+    single(x)
+    assert single.get_build_config() == {"input_shape": (1, 3)}
+
+    class KeywordBuild(_TwoInputs):
+        def build(self, a_shape: Any, b_shape: Any) -> None:
+            pass
+
+    keyword = KeywordBuild()
+    keyword(x, x)
+    assert keyword.get_build_config() == {"shapes_dict": {"a_shape": (1, 3), "b_shape": (1, 3)}}
+    # Without build(), Keras records the first input's shape only
+    # (keras/src/layers/layer.py: Layer._maybe_build), so a multi-input layer
+    # cannot be built by running call on load; a Functional model builds it
+    # by running its graph instead.
+    double = _TwoInputs()
+    double(x, x)
+    assert double.get_build_config() == {"input_shape": (1, 3)}
+
+
+# -- Keras behaviours keras_safe relies on or works around ----------------------------
+
+
+def test_operation_new_receives_the_constructor_arguments() -> None:
+    # Serializable.__new__ passes the arguments on when the parent __new__
+    # takes them (keras/src/ops/operation.py: Operation.__new__).
+    parameters = inspect.signature(keras.layers.Layer.__new__).parameters
+    kinds = {p.kind for p in parameters.values()}
+    assert inspect.Parameter.VAR_POSITIONAL in kinds and inspect.Parameter.VAR_KEYWORD in kinds
+
+
+def test_get_registered_name_falls_back_to_the_python_name() -> None:
+    # registered_key() tells registered from unregistered objects by the '>'.
+    class Nobody(keras.layers.Layer):
+        pass
+
+    assert keras.saving.get_registered_name(Nobody) == "Nobody"
+
+
+def test_sequential_from_config_still_drops_trainable() -> None:
+    # keras/src/models/sequential.py: Sequential.from_config builds
+    # cls(name=name) and ignores "trainable"; keras_safe's decoder restores it
+    # (keras_safe/_codec_objects.py: _decode_keras_object). If this fails,
+    # Keras fixed it and the workaround can go.
+    model = keras.Sequential([keras.layers.Dense(2)])
+    model.trainable = False
+    assert keras.Sequential.from_config(model.get_config()).trainable is True
+
+
+def test_deserialize_wraps_type_errors_but_not_value_errors() -> None:
+    # keras/src/saving/serialization_lib.py: deserialize_keras_object wraps a
+    # TypeError from from_config in a vaguer TypeError; CompatibilityError is
+    # a ValueError so that its message reaches the user unchanged.
+    class Raises(keras.layers.Layer):
+        error: type[Exception] = ValueError
+
+        @classmethod
+        def from_config(cls, config: dict[str, Any]) -> Any:
+            raise cls.error("precise message")
+
+    config = {"module": None, "class_name": "Raises", "config": {}, "registered_name": "Raises"}
+    with keras.saving.custom_object_scope({"Raises": Raises}):
+        with pytest.raises(ValueError, match=r"^precise message$"):
+            keras.saving.deserialize_keras_object(config)
+        Raises.error = TypeError
+        with pytest.raises(TypeError, match="could not be deserialized properly"):
+            keras.saving.deserialize_keras_object(config)
+
+
+def test_is_functional_init() -> None:
+    inputs = keras.Input((2,))
+    outputs = keras.layers.Dense(1)(inputs)
+    assert _keras.is_functional_init((inputs, outputs), {})
+    assert _keras.is_functional_init((), {"inputs": inputs, "outputs": outputs})
+    assert _keras.is_functional_init((inputs,), {"outputs": outputs})
+    assert not _keras.is_functional_init((), {"name": "model"})
+
+
+def test_add_functional_base_changes_only_the_given_class() -> None:
+    class Shared(keras.Model):
+        pass
+
+    class Graph(Shared):
+        def __init__(self) -> None:
+            inputs = keras.Input((2,))
+            _keras.add_functional_base(type(self))
+            super().__init__(inputs, keras.layers.Dense(1)(inputs))
+
+    model = Graph()
+    functional = keras.src.models.functional.Functional
+    assert isinstance(model, functional)
+    assert Shared.__bases__ == (keras.Model,)
+    _keras.add_functional_base(Graph)  # already Functional: unchanged
+    assert Graph.__bases__ == (Shared, functional)
+
+
+def test_keras_still_rewrites_shared_bases_for_functional_subclasses() -> None:
+    # keras/src/models/model.py: Model.__init__ -> inject_functional_model_class
+    # rewrites the bases of every class up to keras.Model. SerializableModel
+    # adds Functional to the subclass itself first (SerializableModel.__init__);
+    # if this fails, Keras stopped doing it and that workaround can go.
+    class Shared(keras.Model):
+        pass
+
+    class Graph(Shared):
+        def __init__(self) -> None:
+            inputs = keras.Input((2,))
+            super().__init__(inputs, keras.layers.Dense(1)(inputs))
+
+    Graph()
+    assert Shared.__bases__ == (keras.src.models.functional.Functional,)
+
+
+def test_sharing_objects_tells_when_keras_saves_or_loads() -> None:
+    from keras.src.saving.serialization_lib import ObjectSharingScope
+
+    assert not _keras.sharing_objects()
+    with ObjectSharingScope():
+        assert _keras.sharing_objects()
+    assert not _keras.sharing_objects()
+
+
+def test_keras_alone_loses_a_layer_shared_through_configs(tmp_path: Any) -> None:
+    # keras/src/saving/serialization_lib.py: a repeat is marked on the first
+    # config after serialize_dict has copied it, so a layer handed to two
+    # layers' configs loads as two layers (and its weights fail to load).
+    # keras_safe marks each occurrence (_codec_objects._encode_keras_object);
+    # if this fails, Keras fixed it and that workaround can go.
+    @keras.saving.register_keras_serializable(package="test_keras_compat")
+    class Use(keras.layers.Layer):
+        def __init__(self, inner: Any, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.inner = inner
+
+        def call(self, x: Any) -> Any:
+            return self.inner(x)
+
+        def get_config(self) -> dict[str, Any]:
+            inner = keras.saving.serialize_keras_object(self.inner)
+            return {**super().get_config(), "inner": inner}
+
+        @classmethod
+        def from_config(cls, config: dict[str, Any]) -> Any:
+            config["inner"] = keras.saving.deserialize_keras_object(config["inner"])
+            return cls(**config)
+
+    try:
+        shared = keras.layers.Dense(2)
+        inputs = keras.Input((2,))
+        model = keras.Model(inputs, Use(shared)(Use(shared)(inputs)))
+        model.save(tmp_path / "tied.keras")
+        with pytest.raises(ValueError, match="expected 2 variables, but received 0"):
+            keras.models.load_model(tmp_path / "tied.keras")
+    finally:
+        keras.saving.get_custom_objects().pop("test_keras_compat>Use")
