@@ -29,7 +29,7 @@ def test_attention_example_reloads_with_matching_outputs() -> None:
         cwd=EXAMPLES.parent,
     )
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-4000:]}"
-    assert "reloaded: CustomAttention" in proc.stdout  # the fresh process rebuilt the layer
+    assert "reloaded in a fresh process: CustomAttention" in proc.stdout
     assert "outputs match: True" in proc.stdout
 
 
