@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import keras
 
-from keras_safe import _keras
+from keras_safe import _keras, _migration
 from keras_safe.codec import DEFAULT_NUMPY_LIMIT, Codec, codec
 from keras_safe.errors import CompatibilityError, SerializationError
 
@@ -35,8 +35,9 @@ _PENDING_BASE: contextvars.ContextVar[tuple[type, dict[str, Any]] | None] = cont
     "keras_safe_pending_base", default=None
 )
 
-_RESERVED_ARGUMENTS = frozenset({"config_version"})
+_RESERVED_ARGUMENTS = frozenset({_migration.VERSION_KEY})
 _EMPTY = inspect.Parameter.empty
+_VAR_POSITIONAL, _VAR_KEYWORD = inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _OWN_CLASSES = frozenset({"Serializable", "SerializableLayer", "SerializableModel"})
 
@@ -84,9 +85,10 @@ class _InitPlan:
         return _Captured(arguments)
 
     def split(
-        self, owner: str, values: dict[str, Any]
+        self, cls: type, values: dict[str, Any], saved_version: int
     ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
         """Config values -> (positional args, keyword args, base-class kwargs)."""
+        owner = cls.__qualname__
         values = dict(values)
         missing: list[str] = []
         positional: list[Any] = []
@@ -125,28 +127,16 @@ class _InitPlan:
                 base[name] = value
             else:
                 unknown.append(name)
+        if missing:  # name the saved arguments **kwargs would take too
+            unknown += [n for n in values if self.varkw and n not in self.base_params]
         if unknown or missing:
-            raise CompatibilityError(self._mismatch_message(owner, unknown, missing))
+            raise CompatibilityError(self.mismatch(cls, unknown, missing, saved_version))
         return positional, keywords, base
 
-    def _mismatch_message(self, owner: str, unknown: list[str], missing: list[str]) -> str:
-        accepted = ", ".join(p.name for p in self.params) or "nothing"
-        lines = [f"The saved config of {owner} does not fit {owner}.__init__({accepted}):"]
-        for name in unknown:
-            lines.append(
-                f"  - saved argument `{name}` is not accepted by {owner}.__init__ any more"
-            )
-        for name in missing:
-            lines.append(
-                f"  - required argument `{name}` of {owner}.__init__ is not in the saved config"
-            )
-        lines.append(
-            f"Fix: bump {owner}.config_version and translate the old config in "
-            f"{owner}.upgrade_config(config, from_version) (rename or drop old arguments, "
-            "set new ones), or give new arguments a default; if the class was renamed, "
-            "register it with aliases=('old_package>OldName',)."
-        )
-        return "\n".join(lines)
+    def mismatch(self, cls: type, unknown: list[str], missing: list[str], saved: int) -> str:
+        stars: dict[Any, str] = {_VAR_POSITIONAL: "*", _VAR_KEYWORD: "**"}
+        accepted = [stars.get(p.kind, "") + p.name for p in self.params]
+        return _migration.mismatch_message(cls, accepted, unknown, missing, saved)
 
 
 def _keras_base_params(cls: type) -> frozenset[str]:
@@ -225,6 +215,10 @@ class Serializable:
     Attributes:
         numpy_size_limit: Largest numpy argument in bytes (default 1 MiB);
             bigger arrays belong in weights.
+        config_version: Version of the class's config (int, default 1),
+            written into every config as ``"config_version"``. Bump it when
+            the meaning of the arguments changes and translate older configs
+            in :meth:`upgrade_config`.
 
     Example:
         >>> @keras_safe.register(package="my_project")
@@ -239,11 +233,46 @@ class Serializable:
     """
 
     numpy_size_limit: ClassVar[int] = DEFAULT_NUMPY_LIMIT
+    config_version: ClassVar[int] = _migration.DEFAULT_VERSION
     _keras_safe_plan: ClassVar[_InitPlan]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _migration.check_class(cls)
+        _migration.version_hand_written(cls)
         cls._keras_safe_plan = _make_plan(cls)
+
+    @classmethod
+    def upgrade_config(cls, config: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Translate a config saved at ``from_version`` into the current one.
+
+        Called once by ``from_config`` when the saved ``config_version`` is
+        older than the class's, before the object is built. ``config`` is
+        the saved config (without ``"config_version"``) as ``get_config``
+        wrote it: plain values as they are, tuples, enum members and nested
+        objects in their saved JSON form; values you set may be Python
+        objects. The default returns ``config`` unchanged.
+
+        Args:
+            config: The saved config; a copy, free to change.
+            from_version: The ``config_version`` it was saved at (1 when the
+                config does not say).
+
+        Returns:
+            The config for the current ``__init__``.
+
+        Example:
+            >>> class CustomAttention(keras_safe.SerializableLayer):
+            ...     config_version = 3
+            ...     @classmethod
+            ...     def upgrade_config(cls, config, from_version):
+            ...         if from_version < 2:
+            ...             config["units"] = config.pop("num_units")
+            ...         if from_version < 3:
+            ...             config.setdefault("dropout", 0.0)
+            ...         return config
+        """
+        return config
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         plan = cls._keras_safe_plan
@@ -305,6 +334,7 @@ class Serializable:
                 if value is _EMPTY:
                     continue
                 config[name] = encode(value, (name,))
+        config[_migration.VERSION_KEY] = cls.config_version
         return config
 
     @classmethod
@@ -315,12 +345,24 @@ class Serializable:
                 f"{cls.__qualname__}.from_config expects a dict, got {type(config).__name__}."
             )
         plan = cls._keras_safe_plan
+        if _migration.MIGRATED.get() is cls:  # a hand-written from_config migrated it
+            _migration.MIGRATED.set(None)
+            saved = cls.config_version
+        else:
+            config, saved = _migration.migrate(cls, config, plan.codec)
         decode = plan.codec.decode
         values = {key: decode(value, (key,)) for key, value in config.items()}
-        positional, keywords, base = plan.split(cls.__qualname__, values)
+        positional, keywords, base = plan.split(cls, values, saved)
         token = _PENDING_BASE.set((cls, base)) if base else None
         try:
             return cls(*positional, **keywords)
+        except ValueError as exc:
+            # Saved arguments __init__ no longer names went to its **kwargs and
+            # on to Keras, which refuses them with a bare ValueError.
+            extra = [k for k in keywords if k not in plan.signature.parameters]
+            if extra and "Unrecognized keyword arguments" in str(exc):
+                raise CompatibilityError(plan.mismatch(cls, extra, [], saved)) from exc
+            raise
         finally:
             if token is not None:
                 _PENDING_BASE.reset(token)
