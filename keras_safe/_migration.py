@@ -274,13 +274,19 @@ def with_aliases(manifest: Manifest) -> Manifest:
     return replace(manifest, aliases=aliases) if aliases else manifest
 
 
-def _old_names(resolved: Iterable[Resolved]) -> dict[type, list[str]]:
-    """Names each class may have had when the file was written, most likely first."""
-    names: dict[type, list[str]] = {}
-    for found in resolved:  # the file's own class_name for a class it resolved to
+def _stated_names(resolved: Iterable[Resolved]) -> dict[type, set[str]]:
+    """The class names the config itself uses for each class it resolved to."""
+    names: dict[type, set[str]] = {}
+    for found in resolved:
         ref, obj = found.reference, found.obj
-        if inspect.isclass(obj) and ref.name.isidentifier() and ref.name != obj.__name__:
-            names.setdefault(obj, []).append(ref.name)
+        if inspect.isclass(obj) and ref.kind == "class" and ref.name.isidentifier():
+            names.setdefault(obj, set()).add(ref.name)
+    return names
+
+
+def _alias_names() -> dict[type, list[str]]:
+    """Old class names of registered classes, from the name part of their aliases."""
+    names: dict[type, list[str]] = {}
     for key, obj in registry.custom_objects().items():
         if inspect.isclass(obj) and registry.key_of(obj) != key:
             names.setdefault(obj, []).append(key.partition(">")[2])
@@ -305,12 +311,17 @@ def map_renamed_layers(
     used) that the file uses and its current name does not, the store is
     given the path translations. Returns ``{class: old name}`` that was used.
     """
-    candidates = _old_names(resolved)
-    if not candidates:
-        return {}
-    basenames = store.group_basenames()
     old: dict[type, str] = {}
-    for cls, names in candidates.items():
+    stated = _stated_names(resolved)
+    for cls, names in stated.items():  # the config says which name the file used
+        others = names - {cls.__name__}
+        if cls.__name__ not in names and len(others) == 1:
+            old[cls] = others.pop()
+    # Classes the config does not name (made inside a subclassed model's
+    # __init__): the file's own paths tell whether it predates the rename.
+    aliased = {cls: names for cls, names in _alias_names().items() if cls not in stated}
+    basenames = store.group_basenames() if aliased else set()
+    for cls, names in aliased.items():
         if _present(_keras.snake_case(cls.__name__), basenames):
             continue
         found = next((n for n in names if _present(_keras.snake_case(n), basenames)), None)

@@ -295,6 +295,12 @@ def _missing_message(
     fixes.append("or pass them: keras_safe.load(path, custom_objects={'Name': Name, ...})")
     if distributions:
         fixes.append(f"if not installed: pip install {' '.join(dict.fromkeys(distributions))}")
+    renamed = next((k for k, ref in missing.items() if ref.kind == "class" and ">" in k), None)
+    if renamed is not None:
+        fixes.append(
+            "if a class was renamed or moved to another package, keep the old key on the "
+            f"new class: @keras_safe.register(..., aliases=({renamed!r},))"
+        )
     if resolver.imported:
         fixes.append(f"(imported via allow_imports: {', '.join(resolver.imported)})")
     return (
