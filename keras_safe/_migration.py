@@ -313,9 +313,9 @@ def map_renamed_layers(
     """
     old: dict[type, str] = {}
     stated = _stated_names(resolved)
-    for cls, names in stated.items():  # the config says which name the file used
-        others = names - {cls.__name__}
-        if cls.__name__ not in names and len(others) == 1:
+    for cls, used in stated.items():  # the config says which name the file used
+        others = used - {cls.__name__}
+        if cls.__name__ not in used and len(others) == 1:
             old[cls] = others.pop()
     # Classes the config does not name (made inside a subclassed model's
     # __init__): the file's own paths tell whether it predates the rename.

@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import keras
+
 from keras_safe.loading import load
 from keras_safe.manifest import Manifest
 from keras_safe.saving import _target_for_save, save
@@ -68,4 +70,27 @@ def upgrade(
     """
     _target_for_save(dst)  # a wrong target fails before the model is loaded
     model = load(src, **load_kwargs)
+    _build_optimizer(model)
     return save(model, dst)
+
+
+def _build_optimizer(model: Any) -> None:
+    """Give ``model`` an optimizer built for its trainable variables.
+
+    Loading a compiled model builds its optimizer for the model's variables
+    before reading the saved state, so a file must hold a built optimizer.
+    Keras' legacy .h5 loader builds it for ``model._trainable_variables`` (the
+    model's own, none for a Functional model) and restores nothing
+    (``legacy_h5_format.load_model_from_hdf5``), and a model compiled but
+    never trained has an unbuilt one. Either way the state is that of an
+    optimizer that has not stepped yet: a fresh one built as the first
+    training step would build it, keeping the step count.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return
+    fresh = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    fresh.build(model.trainable_variables)
+    if len(fresh.variables) != len(optimizer.variables):
+        fresh.iterations.assign(optimizer.iterations)
+        model.optimizer = fresh

@@ -298,8 +298,8 @@ def _missing_message(
     renamed = next((k for k, ref in missing.items() if ref.kind == "class" and ">" in k), None)
     if renamed is not None:
         fixes.append(
-            "if a class was renamed or moved to another package, keep the old key on the "
-            f"new class: @keras_safe.register(..., aliases=({renamed!r},))"
+            "if a class moved to another module, import that one; if it was renamed (or its "
+            f"package was), keep the old key: @keras_safe.register(..., aliases=({renamed!r},))"
         )
     if resolver.imported:
         fixes.append(f"(imported via allow_imports: {', '.join(resolver.imported)})")

@@ -224,7 +224,14 @@ def load_h5(path: Path, options: LoadOptions) -> Any:
     except KerasSafeError:
         raise
     except Exception as exc:
+        hint = (
+            "\nIf the failure is in the training configuration (Keras 3.15 cannot restore "
+            "string losses such as 'mse' from legacy .h5 files), load it with compile=False."
+            if options.compile
+            else ""
+        )
         raise CompatibilityError(
             f"Keras could not load the legacy HDF5 model {path}: {type(exc).__name__}: {exc}"
+            + hint
         ) from exc
     return model

@@ -12,7 +12,9 @@ import pytest
 import keras_safe
 
 
-def make_gate(version: int = 1, upgrade: Any = None, arg: str = "units", kwargs: bool = True) -> Any:
+def make_gate(
+    version: int = 1, upgrade: Any = None, arg: str = "units", kwargs: bool = True
+) -> Any:
     """A registered layer class ``test>Gate`` taking ``arg`` (and **kwargs when asked)."""
     namespace: dict[str, Any] = {}
     star = ", **kwargs" if kwargs else ""
@@ -153,7 +155,7 @@ def test_upgrade_config_failures_name_the_class_and_version(scope: keras_safe.Re
     assert isinstance(info.value.__cause__, KeyError)
 
     forgets_return = make_gate(version=2, upgrade=lambda cls, config, v: None)
-    with pytest.raises(keras_safe.CompatibilityError, match="returned NoneType.*return config"):
+    with pytest.raises(keras_safe.CompatibilityError, match=r"returned NoneType.*return config"):
         forgets_return.from_config({"units": 5})
 
     with pytest.raises(keras_safe.CompatibilityError, match="config_version 'x'"):
@@ -245,7 +247,7 @@ def test_removed_enum_member_is_named_and_can_be_migrated(scope: keras_safe.Regi
     assert "test>Mode.SLOW" in message and "has no member 'SLOW' any more" in message
     assert "keep the old name as an alias in the enum (SLOW = " in message
     assert "Pool.config_version and, in " in message
-    assert "Pool.upgrade_config, replace config[\"mode\"]" in message
+    assert 'Pool.upgrade_config, replace config["mode"]' in message
 
 
 def test_hand_written_from_config_gets_migrated_config_once(scope: keras_safe.Registry) -> None:
