@@ -23,7 +23,7 @@ import keras
 
 from keras_safe import _keras, _migration
 from keras_safe.codec import DEFAULT_NUMPY_LIMIT, Codec, codec
-from keras_safe.errors import CompatibilityError, SerializationError
+from keras_safe.errors import CompatibilityError, KerasSafeError, SerializationError
 
 __all__ = ["Serializable", "SerializableLayer", "SerializableModel"]
 
@@ -132,6 +132,11 @@ class _InitPlan:
         if unknown or missing:
             raise CompatibilityError(self.mismatch(cls, unknown, missing, saved_version))
         return positional, keywords, base
+
+    def unexpected(self, keywords: dict[str, Any]) -> list[str]:
+        """Keyword arguments that only **kwargs accepts, and the Keras base does not."""
+        named = {p.name for p in self.params}
+        return [k for k in keywords if k not in named and k not in self.base_params]
 
     def mismatch(self, cls: type, unknown: list[str], missing: list[str], saved: int) -> str:
         stars: dict[Any, str] = {_VAR_POSITIONAL: "*", _VAR_KEYWORD: "**"}
@@ -356,13 +361,15 @@ class Serializable:
         token = _PENDING_BASE.set((cls, base)) if base else None
         try:
             return cls(*positional, **keywords)
-        except ValueError as exc:
-            # Saved arguments __init__ no longer names went to its **kwargs and
-            # on to Keras, which refuses them with a bare ValueError.
-            extra = [k for k in keywords if k not in plan.signature.parameters]
-            if extra and "Unrecognized keyword arguments" in str(exc):
-                raise CompatibilityError(plan.mismatch(cls, extra, [], saved)) from exc
-            raise
+        except (TypeError, ValueError) as exc:
+            # A saved argument that **kwargs passes on to a Keras base class
+            # which no longer takes it fails there: Layer.__init__ raises
+            # ValueError("Unrecognized keyword arguments ..."), classes without
+            # **kwargs (Loss.__init__) a TypeError. Both name it.
+            rejected = [name for name in plan.unexpected(keywords) if repr(name) in str(exc)]
+            if not rejected or isinstance(exc, KerasSafeError):
+                raise
+            raise CompatibilityError(plan.mismatch(cls, rejected, [], saved)) from exc
         finally:
             if token is not None:
                 _PENDING_BASE.reset(token)
