@@ -216,6 +216,19 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         return found
 
 
+def optimizer_built_for(optimizer: Any, variables: list[Any]) -> bool:
+    """Whether ``optimizer`` was built for exactly ``variables``.
+
+    ``optimizer.built`` alone does not tell: Keras' legacy .h5 loader builds
+    it for ``model._trainable_variables``, which is empty for a Functional
+    model. The list it was built for (``_trainable_variables``) is private.
+    """
+    built_for = getattr(optimizer, "_trainable_variables", None)
+    if not optimizer.built or built_for is None:
+        return False
+    return [id(v) for v in built_for] == [id(v) for v in variables]
+
+
 def snake_case(name: str) -> str:
     """A class name as Keras turns it into a weight path segment (``naming.to_snake_case``)."""
     return str(naming.to_snake_case(name))

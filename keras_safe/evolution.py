@@ -27,6 +27,7 @@ from typing import Any
 
 import keras
 
+from keras_safe import _keras
 from keras_safe.loading import load
 from keras_safe.manifest import Manifest
 from keras_safe.saving import _target_for_save, save
@@ -87,10 +88,10 @@ def _build_optimizer(model: Any) -> None:
     training step would build it, keeping the step count.
     """
     optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
+    variables = list(model.trainable_variables)
+    if optimizer is None or _keras.optimizer_built_for(optimizer, variables):
         return
     fresh = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
-    fresh.build(model.trainable_variables)
-    if len(fresh.variables) != len(optimizer.variables):
-        fresh.iterations.assign(optimizer.iterations)
-        model.optimizer = fresh
+    fresh.build(variables)
+    fresh.iterations.assign(optimizer.iterations)
+    model.optimizer = fresh

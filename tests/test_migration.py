@@ -4,12 +4,15 @@ for the same story across fresh processes and edited modules)."""
 from __future__ import annotations
 
 import enum
+from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import pytest
 
 import keras_safe
+from keras_safe.compare import weight_differences
 
 
 def make_gate(
@@ -304,3 +307,20 @@ def test_keras_deserialization_runs_migrations(scope: keras_safe.Registry) -> No
     serialized["config"] = {"num_units": 6, "name": "g"}  # as written before v2
     rebuilt = keras.saving.deserialize_keras_object(serialized)
     assert isinstance(rebuilt, gate) and rebuilt.units == 6
+
+
+def test_upgrade_keeps_optimizer_state_and_checks_the_target_first(tmp_path: Path) -> None:
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).random((8, 3)).astype("float32")
+    model.fit(x, x[:, :2], epochs=2, verbose=0)
+    keras_safe.save(model, tmp_path / "m.keras")
+
+    manifest = keras_safe.upgrade(tmp_path / "m.keras", tmp_path / "up.keras")
+    upgraded = keras_safe.load(tmp_path / "up.keras", expected_digest=manifest.digest)
+    assert not weight_differences(model.optimizer.variables, upgraded.optimizer.variables)
+    assert int(upgraded.optimizer.iterations) == 2
+
+    with pytest.raises(keras_safe.KerasSafeError, match=r"up\.keras"):
+        keras_safe.upgrade(tmp_path / "missing.keras", tmp_path / "up.h5")
