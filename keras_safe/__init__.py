@@ -7,6 +7,8 @@ Public names:
 * :func:`register` and :data:`registry`: custom objects known to keras_safe and Keras.
 * :func:`save` / :func:`load` (also ``safe_save`` / ``safe_load``): ``.keras``
   archives with an embedded, verified manifest; :func:`inspect`, :func:`verify`.
+* :func:`upgrade`: re-save an old file after the migrations of
+  ``config_version`` / ``upgrade_config`` and renamed classes' ``aliases``.
 * The errors of :mod:`keras_safe.errors`.
 """
 
@@ -22,6 +24,7 @@ from keras_safe.errors import (
     UnsafeModelError,
     VerificationError,
 )
+from keras_safe.evolution import upgrade
 from keras_safe.loading import VerifyReport, inspect, load, verify
 from keras_safe.manifest import Manifest, ModelSummary, ObjectRecord
 from keras_safe.registry import Registry, RegistryEntry, register, registry
@@ -59,5 +62,6 @@ __all__ = [
     "safe_load",
     "safe_save",
     "save",
+    "upgrade",
     "verify",
 ]

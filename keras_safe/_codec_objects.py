@@ -110,11 +110,15 @@ def _decode_enum(codec: Codec, data: dict[str, Any], path: PathT) -> Any:
     try:
         return cls[member]
     except KeyError:
+        owner = codec.owner or "the class"
+        at = f'config["{path[0]}"]' if len(path) == 1 else f"the value at {format_path(path)}"
         raise CompatibilityError(
             f"Config value at `{format_path(path)}` is {key}.{member}, but the enum "
             f"{cls.__qualname__} has no member {member!r} any more (it has "
-            f"{', '.join(cls.__members__)}). Add it back, or add a migration "
-            "(config_version / upgrade_config) that maps the old member."
+            f"{', '.join(cls.__members__)}). Fix, either: keep the old name as an alias "
+            f"in the enum ({member} = <the replacing member's value>), or bump "
+            f"{owner}.config_version and, in {owner}.upgrade_config, replace {at} (saved "
+            f'as {{..., "member": {member!r}}}) with the replacing member.'
         ) from None
 
 

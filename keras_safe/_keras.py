@@ -21,6 +21,8 @@ from keras.src.backend.common import global_state
 from keras.src.models import model as model_module
 from keras.src.models.functional import Functional
 from keras.src.saving import object_registration, saving_lib, serialization_lib
+from keras.src.saving.keras_saveable import KerasSaveable
+from keras.src.utils import naming
 
 
 def public_keras_name(obj: Any) -> str | None:
@@ -176,10 +178,40 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
     def __init__(self, fileobj: IO[bytes] | io.RawIOBase) -> None:
         self._fileobj = fileobj
         self.consumed: set[str] = set()
+        # Path prefixes under the current class names -> the paths the file
+        # uses (see weight_path_renames); empty unless a class was renamed.
+        self.renames: dict[str, str] = {}
         super().__init__("model.weights.h5", mode="r")
 
     def _get_h5_file(self, path_or_io: Any, mode: str | None = None) -> Any:
         return h5py.File(self._fileobj, mode="r")
+
+    def _translate(self, path: str) -> str:
+        if not self.renames or not path:
+            return path
+        parts = path.split("/")
+        for end in range(len(parts), 0, -1):
+            old = self.renames.get("/".join(parts[:end]))
+            if old is not None:
+                return "/".join([old, *parts[end:]])
+        return path
+
+    def get(self, path: str) -> Any:
+        return super().get(self._translate(path))
+
+    def has_path(self, path: str) -> bool:
+        return bool(super().has_path(self._translate(path)))
+
+    def group_basenames(self) -> set[str]:
+        """The last path segment of every group in the file."""
+        found: set[str] = set()
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Group):
+                found.add(name.rpartition("/")[2])
+
+        self.h5_file.visititems(visit)
+        return found
 
     def __getitem__(self, key: str) -> Any:
         value = super().__getitem__(key)
@@ -197,6 +229,77 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
 
         self.h5_file.visititems(visit)
         return found
+
+
+def optimizer_built_for(optimizer: Any, variables: list[Any]) -> bool:
+    """Whether ``optimizer`` was built for exactly ``variables``.
+
+    ``optimizer.built`` alone does not tell: Keras' legacy .h5 loader builds
+    it for ``model._trainable_variables``, which is empty for a Functional
+    model. The list it was built for (``_trainable_variables``) is private.
+    """
+    built_for = getattr(optimizer, "_trainable_variables", None)
+    if not optimizer.built or built_for is None:
+        return False
+    return [id(v) for v in built_for] == [id(v) for v in variables]
+
+
+def snake_case(name: str) -> str:
+    """A class name as Keras turns it into a weight path segment (``naming.to_snake_case``)."""
+    return str(naming.to_snake_case(name))
+
+
+def weight_path_renames(model: Any, old_names: dict[type, str]) -> dict[str, str]:
+    """Weight path prefixes under current class names -> under ``old_names``.
+
+    Keras (``saving_lib._save_container_state``) stores each object a model
+    keeps in a list, tuple or dict under ``to_snake_case(class name)``,
+    numbered per name within the container, and everything below it under
+    that path. This walks the model in Keras' own order
+    (``saving_lib._walk_saveable``) naming each container item twice, with
+    the current and with the old class names, and returns the prefixes that
+    differ; longer prefixes are nested renames and win when translating.
+    """
+    renames: dict[str, str] = {}
+    visited: set[int] = set()
+
+    def join(parent: str, name: str) -> str:
+        return f"{parent}/{name}" if parent else name
+
+    def visit(obj: Any, new: str, old: str) -> None:
+        if id(obj) in visited:
+            return
+        visited.add(id(obj))
+        for attr, child in saving_lib._walk_saveable(obj):
+            if isinstance(child, KerasSaveable):
+                visit(child, join(new, attr), join(old, attr))
+            elif isinstance(child, (list, dict, tuple)):
+                visit_container(child, join(new, attr), join(old, attr), set())
+
+    def visit_container(container: Any, new: str, old: str, seen: set[int]) -> None:
+        if id(container) in seen:
+            return
+        seen.add(id(container))
+        used_new: dict[str, int] = {}
+        used_old: dict[str, int] = {}
+        items = list(container.values()) if isinstance(container, dict) else container
+        for item in items:
+            if isinstance(item, KerasSaveable):
+                cls = type(item)
+                new_name = saving_lib._get_unique_name(snake_case(cls.__name__), used_new)
+                old_name = saving_lib._get_unique_name(
+                    snake_case(old_names.get(cls, cls.__name__)), used_old
+                )
+                if new_name != old_name:
+                    renames[join(new, new_name)] = join(old, old_name)
+                visit(item, join(new, new_name), join(old, old_name))
+            elif isinstance(item, (list, dict, tuple)):
+                new_name = saving_lib._get_unique_name("container", used_new)
+                old_name = saving_lib._get_unique_name("container", used_old)
+                visit_container(item, join(new, new_name), join(old, old_name), seen)
+
+    visit(model, "", "")
+    return renames
 
 
 @contextmanager

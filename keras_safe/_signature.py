@@ -11,6 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
+from keras_safe import _migration
 from keras_safe.codec import Codec
 from keras_safe.errors import CompatibilityError
 
@@ -61,7 +62,7 @@ class InitPlan:
         return Captured(arguments)
 
     def split(
-        self, owner: str, values: dict[str, Any]
+        self, cls: type, values: dict[str, Any], saved_version: int
     ) -> tuple[list[Any], dict[str, Any], dict[str, Any], list[str]]:
         """Config values -> (positional args, keyword args, base-class kwargs, unclaimed).
 
@@ -69,6 +70,7 @@ class InitPlan:
         parameter nor the Keras base class declares: whether ``__init__``
         still accepts them is only known once it runs.
         """
+        owner = cls.__qualname__
         values = dict(values)
         missing: list[str] = []
         positional: list[Any] = []
@@ -110,28 +112,16 @@ class InitPlan:
                 base[name] = value
             else:
                 unknown.append(name)
+        if missing:  # a renamed argument: name the saved one **kwargs would swallow too
+            unknown += unclaimed
         if unknown or missing:
-            raise CompatibilityError(self.mismatch_message(owner, unknown, missing))
+            raise CompatibilityError(self.mismatch(cls, unknown, missing, saved_version))
         return positional, keywords, base, unclaimed
 
-    def mismatch_message(self, owner: str, unknown: list[str], missing: list[str]) -> str:
-        accepted = ", ".join(_shown(p) for p in self.params) or "nothing"
-        lines = [f"The saved config of {owner} does not fit {owner}.__init__({accepted}):"]
-        for name in unknown:
-            lines.append(
-                f"  - saved argument `{name}` is not accepted by {owner}.__init__ any more"
-            )
-        for name in missing:
-            lines.append(
-                f"  - required argument `{name}` of {owner}.__init__ is not in the saved config"
-            )
-        lines.append(
-            f"Fix: bump {owner}.config_version and translate the old config in "
-            f"{owner}.upgrade_config(config, from_version) (rename or drop old arguments, "
-            "set new ones), or give new arguments a default; if the class was renamed, "
-            "register it with aliases=('old_package>OldName',)."
-        )
-        return "\n".join(lines)
+    def mismatch(self, cls: type, unknown: list[str], missing: list[str], saved: int) -> str:
+        """Why a saved config does not fit ``__init__``, with the two fixes."""
+        accepted = [_shown(p) for p in self.params]
+        return _migration.mismatch_message(cls, accepted, unknown, missing, saved)
 
 
 def _shown(param: inspect.Parameter) -> str:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import keras
 
-from keras_safe import _keras
+from keras_safe import _keras, _migration
 from keras_safe._signature import EMPTY, Captured, InitPlan, keras_base_params
 from keras_safe.codec import DEFAULT_NUMPY_LIMIT, codec
 from keras_safe.errors import CompatibilityError, KerasSafeError, SerializationError
@@ -35,7 +35,7 @@ _PENDING_BASE: contextvars.ContextVar[tuple[type, dict[str, Any]] | None] = cont
     "keras_safe_pending_base", default=None
 )
 
-_RESERVED_ARGUMENTS = frozenset({"config_version"})
+_RESERVED_ARGUMENTS = frozenset({_migration.VERSION_KEY})
 _OWN_CLASSES = frozenset({"Serializable", "SerializableLayer", "SerializableModel"})
 
 
@@ -105,6 +105,10 @@ class Serializable:
     Attributes:
         numpy_size_limit: Largest numpy argument in bytes (default 1 MiB);
             bigger arrays belong in weights.
+        config_version: Version of the class's config (int, default 1),
+            written into every config as ``"config_version"``. Bump it when
+            the meaning of the arguments changes and translate older configs
+            in :meth:`upgrade_config`.
 
     Example:
         >>> @keras_safe.register(package="my_project")
@@ -119,11 +123,46 @@ class Serializable:
     """
 
     numpy_size_limit: ClassVar[int] = DEFAULT_NUMPY_LIMIT
+    config_version: ClassVar[int] = _migration.DEFAULT_VERSION
     _keras_safe_plan: ClassVar[InitPlan]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _migration.check_class(cls)
+        _migration.version_hand_written(cls)
         cls._keras_safe_plan = _make_plan(cls)
+
+    @classmethod
+    def upgrade_config(cls, config: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Translate a config saved at ``from_version`` into the current one.
+
+        Called once by ``from_config`` when the saved ``config_version`` is
+        older than the class's, before the object is built. ``config`` is
+        the saved config (without ``"config_version"``) as ``get_config``
+        wrote it: plain values as they are, tuples, enum members and nested
+        objects in their saved JSON form; values you set may be Python
+        objects. The default returns ``config`` unchanged.
+
+        Args:
+            config: The saved config; a copy, free to change.
+            from_version: The ``config_version`` it was saved at (1 when the
+                config does not say).
+
+        Returns:
+            The config for the current ``__init__``.
+
+        Example:
+            >>> class CustomAttention(keras_safe.SerializableLayer):
+            ...     config_version = 3
+            ...     @classmethod
+            ...     def upgrade_config(cls, config, from_version):
+            ...         if from_version < 2:
+            ...             config["units"] = config.pop("num_units")
+            ...         if from_version < 3:
+            ...             config.setdefault("dropout", 0.0)
+            ...         return config
+        """
+        return config
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         plan = cls._keras_safe_plan
@@ -185,6 +224,7 @@ class Serializable:
                 if value is EMPTY:
                     continue
                 config[name] = encode(value, (name,))
+        config[_migration.VERSION_KEY] = cls.config_version
         return config
 
     @classmethod
@@ -195,9 +235,14 @@ class Serializable:
                 f"{cls.__qualname__}.from_config expects a dict, got {type(config).__name__}."
             )
         plan = cls._keras_safe_plan
+        if _migration.MIGRATED.get() is cls:  # a hand-written from_config migrated it
+            _migration.MIGRATED.set(None)
+            saved = cls.config_version
+        else:
+            config, saved = _migration.migrate(cls, config, plan.codec)
         decode = plan.codec.decode
         values = {key: decode(value, (key,)) for key, value in config.items()}
-        positional, keywords, base, unclaimed = plan.split(cls.__qualname__, values)
+        positional, keywords, base, unclaimed = plan.split(cls, values, saved)
         token = _PENDING_BASE.set((cls, base)) if base else None
         try:
             return cls(*positional, **keywords)
@@ -209,8 +254,7 @@ class Serializable:
             rejected = [name for name in unclaimed if repr(name) in str(exc)]
             if not rejected or isinstance(exc, KerasSafeError):
                 raise
-            message = plan.mismatch_message(cls.__qualname__, rejected, [])
-            raise CompatibilityError(message) from exc
+            raise CompatibilityError(plan.mismatch(cls, rejected, [], saved)) from exc
         finally:
             if token is not None:
                 _PENDING_BASE.reset(token)

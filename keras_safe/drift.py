@@ -16,6 +16,7 @@ from typing import Any
 from keras_safe._describe import distribution_of, kind_of
 from keras_safe.errors import CompatibilityError, CompatibilityWarning
 from keras_safe.manifest import Manifest, describe_object
+from keras_safe.registry import registry
 
 __all__ = ["ON_MISMATCH", "find_drift", "report_drift"]
 
@@ -59,6 +60,14 @@ def find_drift(
             and record.source_sha256 != live.source_sha256
         ):
             lines.append(f"{what}: source code changed since the file was saved")
+        current_key = registry.canonical_key(record.key)
+        if current_key is not None and current_key != record.key:
+            lines.append(f"{what}: saved under this key, now an alias of {current_key}")
+        if live.config_version > record.config_version:
+            lines.append(
+                f"{what}: config v{record.config_version} when saved, v{live.config_version} "
+                f"now (translated by {live.qualname}.upgrade_config)"
+            )
         if record.version and live.version and record.version != live.version:
             lines.append(
                 f"{what}: distribution {record.distribution} {record.version} when saved, "

@@ -15,14 +15,14 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras
 
-from keras_safe import _keras, plain
+from keras_safe import _keras, _migration, plain
 from keras_safe.archive import ASSETS_DIR, CONFIG, WEIGHTS, ArchiveReader
 from keras_safe.drift import ON_MISMATCH, find_drift, report_drift
 from keras_safe.errors import (
@@ -172,7 +172,9 @@ def inspect(filepath: str | os.PathLike[str]) -> Manifest:
 
     Neither the model nor its weights are read. For a file without a
     manifest (saved by plain Keras), one is derived from its config
-    (``written_by == "keras"``, no digests).
+    (``written_by == "keras"``, no digests). ``aliases`` maps each saved key
+    that this process resolves through an alias (a renamed class) to the
+    key it resolves to now.
 
     Example:
         >>> keras_safe.inspect("model.keras").objects[0].key
@@ -180,13 +182,13 @@ def inspect(filepath: str | os.PathLike[str]) -> Manifest:
     """
     path = existing_path(filepath)
     if sniff(path) == "hdf5":
-        return plain.inspect_h5(path)
+        return _migration.with_aliases(plain.inspect_h5(path))
     with ArchiveReader(path) as reader:
         manifest = read_manifest(reader)
         if manifest is None:
             config = parse_json(reader.read(CONFIG), CONFIG, path)
-            return plain.derive_manifest(reader, config)
-        return manifest
+            manifest = plain.derive_manifest(reader, config)
+        return _migration.with_aliases(manifest)
 
 
 @dataclass(frozen=True)
@@ -301,6 +303,12 @@ def _missing_message(
     fixes.append("or pass them: keras_safe.load(path, custom_objects={'Name': Name, ...})")
     if distributions:
         fixes.append(f"if not installed: pip install {' '.join(dict.fromkeys(distributions))}")
+    renamed = next((k for k, ref in missing.items() if ref.kind == "class" and ">" in k), None)
+    if renamed is not None:
+        fixes.append(
+            "if a class moved to another module, import that one; if it was renamed (or its "
+            f"package was), keep the old key: @keras_safe.register(..., aliases=({renamed!r},))"
+        )
     if resolver.imported:
         fixes.append(f"(imported via allow_imports: {', '.join(resolver.imported)})")
     return (
@@ -337,7 +345,7 @@ def load_archive(reader: ArchiveReader, options: LoadOptions) -> Any:
         if hasher is not None:
             hasher.check(manifest)  # type: ignore[arg-type]
             hasher = None
-        load_weights(model, reader, options)
+        load_weights(model, reader, options, resolved)
     finally:
         if hasher is not None:
             hasher.join()
@@ -375,8 +383,14 @@ def _first_lines(exc: BaseException, limit: int = 800) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def load_weights(model: Any, reader: ArchiveReader, options: LoadOptions) -> None:
-    """Load every variable; fail unless each weight in the file went somewhere."""
+def load_weights(
+    model: Any, reader: ArchiveReader, options: LoadOptions, resolved: Sequence[Resolved] = ()
+) -> None:
+    """Load every variable; fail unless each weight in the file went somewhere.
+
+    ``resolved`` (the config's references) tells which classes were renamed
+    since saving, so their weights are found under the old names.
+    """
     if not reader.has(WEIGHTS):
         other = next((n for n in reader.members if n.startswith("model.weights")), None)
         raise CompatibilityError(
@@ -391,6 +405,7 @@ def load_weights(model: Any, reader: ArchiveReader, options: LoadOptions) -> Non
         except OSError as exc:
             raise IntegrityError(f"{WEIGHTS} in {reader.path} is not valid HDF5: {exc}") from exc
         try:
+            _migration.map_renamed_layers(model, store, resolved)
             errors, warned = _keras.load_state(model, store, assets_dir)
             datasets = store.datasets()
         finally:

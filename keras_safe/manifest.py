@@ -140,6 +140,9 @@ class Manifest:
         environment: Versions of keras_safe, Keras, backend, TensorFlow, Python.
         written_by: ``"keras_safe"``, or ``"keras"`` for a file without a
             manifest (then ``digest`` is None and objects are read off the config).
+        aliases: Filled by ``inspect``: each saved object key that now
+            resolves through an alias, mapped to the current key (not stored
+            in the file).
     """
 
     format_version: int

@@ -15,6 +15,7 @@ import h5py
 import keras
 
 from keras_safe import _keras
+from keras_safe._migration import VERSION_KEY
 from keras_safe.archive import METADATA, WEIGHTS, ArchiveLimits, ArchiveReader
 from keras_safe.errors import CompatibilityError, IntegrityError, KerasSafeError, UnsafeModelError
 from keras_safe.manifest import Manifest, MemberRecord, ModelSummary, ObjectRecord
@@ -35,8 +36,13 @@ def _custom_records(configs: list[Any]) -> tuple[ObjectRecord, ...]:
             if _is_builtin(resolver, ref) or ref.key in records:
                 continue
             kind = "function" if ref.kind == "function" else ref.kind
+            version = ref.config.get(VERSION_KEY) if isinstance(ref.config, dict) else None
             records[ref.key] = ObjectRecord(
-                key=ref.key, kind=kind, module=ref.module, qualname=ref.name
+                key=ref.key,
+                kind=kind,
+                module=ref.module,
+                qualname=ref.name,
+                config_version=version if type(version) is int and version > 0 else 1,
             )
     return tuple(records.values())
 
@@ -218,7 +224,14 @@ def load_h5(path: Path, options: LoadOptions) -> Any:
     except KerasSafeError:
         raise
     except Exception as exc:
+        hint = (
+            "\nIf the failure is in the training configuration (Keras 3.15 cannot restore "
+            "string losses such as 'mse' from legacy .h5 files), load it with compile=False."
+            if options.compile
+            else ""
+        )
         raise CompatibilityError(
             f"Keras could not load the legacy HDF5 model {path}: {type(exc).__name__}: {exc}"
+            + hint
         ) from exc
     return model

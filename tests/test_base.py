@@ -394,7 +394,7 @@ def test_layer_without_kwargs_keeps_name_trainable_and_dtype(scope: keras_safe.R
     layer.trainable = False
     assert layer.name != "fixed"
     rebuilt, config = round_trip(layer)
-    assert set(config) == {"name", "trainable", "dtype", "units"}
+    assert set(config) == {"name", "trainable", "dtype", "units", "config_version"}
     assert rebuilt.name == layer.name
     assert rebuilt.trainable is False
     assert rebuilt.dtype_policy.name == "float64"

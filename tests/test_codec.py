@@ -159,12 +159,12 @@ def test_container_round_trips_with_type(Holder: type, LayerHolder: type, value:
 
 def test_tuple_config_is_readable(Holder: type) -> None:
     config = Holder(value=(3, 3)).get_config()
-    assert config == {"value": {TAG: "tuple", "items": [3, 3]}}
+    assert config == {"value": {TAG: "tuple", "items": [3, 3]}, "config_version": 1}
 
 
 def test_str_key_dict_is_stored_as_itself(Holder: type) -> None:
     config = Holder(value={"a": 1, "b": "x"}).get_config()
-    assert config == {"value": {"a": 1, "b": "x"}}
+    assert config == {"value": {"a": 1, "b": "x"}, "config_version": 1}
 
 
 def test_dict_with_reserved_key_is_not_taken_for_an_object(Holder: type) -> None:
@@ -562,6 +562,7 @@ def test_registered_serializable_instance(Holder: type, LayerHolder: type) -> No
         "x": 1.5,
         "coords": {TAG: "tuple", "items": [1, 2]},
         "label": "p",
+        "config_version": 1,
     }
     got = rebuilt.value
     assert type(got) is Point and got is not value
