@@ -107,6 +107,7 @@ def save(
         )
     config = _serialize(model)
     records = _preflight(config)
+    _build_optimizer(model)
     try:
         writer = AtomicArchiveWriter(target, overwrite=overwrite)
     except OSError as exc:
@@ -350,3 +351,17 @@ def _output_differences(model: Any, rebuilt: Any, sample_input: Any) -> list[str
 
 def _count_values(variables: Any) -> int:
     return sum(math.prod(v.shape) for v in variables)
+
+
+def _build_optimizer(model: Any) -> None:
+    """Give a compiled, never-trained model's optimizer its variables before saving.
+
+    Keras rebuilds a compiled model's optimizer with all its slots on load
+    (``compile_from_config``) and then refuses to load a file whose optimizer
+    was saved with only its step counter ("Skipping variable loading for
+    optimizer"). Building it now (what the first training step would do)
+    makes the file hold the same state the loader expects.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and model.built and not getattr(optimizer, "built", True):
+        optimizer.build(model.trainable_variables)

@@ -393,3 +393,12 @@ def test_signing_key_adds_an_hmac_checked_by_verify_key(tmp_path: Path) -> None:
     keras_safe.save(model, tmp_path / "unsigned.keras")
     with pytest.raises(keras_safe.IntegrityError, match="not signed"):
         keras_safe.load(tmp_path / "unsigned.keras", verify_key=b"secret")
+
+
+def test_compiled_model_that_never_trained_round_trips(tmp_path: Path) -> None:
+    with project(tmp_path) as module:
+        model = module.build()  # compiled, no training step yet
+        keras_safe.save(model, tmp_path / "m.keras", sample_input=sample())
+        restored = keras_safe.load(tmp_path / "m.keras")
+    assert int(restored.optimizer.iterations.numpy()) == 0
+    assert len(restored.optimizer.variables) == len(model.optimizer.variables)
