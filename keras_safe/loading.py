@@ -22,7 +22,7 @@ from typing import Any
 
 import keras
 
-from keras_safe import _keras, plain
+from keras_safe import _keras, guards, plain
 from keras_safe.archive import ASSETS_DIR, CONFIG, WEIGHTS, ArchiveReader
 from keras_safe.drift import ON_MISMATCH, find_drift, report_drift
 from keras_safe.errors import (
@@ -33,6 +33,7 @@ from keras_safe.errors import (
     UnsafeModelError,
     _UsageError,
 )
+from keras_safe.h5guard import DatasetChecker, scan_weights
 from keras_safe.integrity import (
     Hasher,
     check_digest,
@@ -41,8 +42,10 @@ from keras_safe.integrity import (
     parse_json,
     read_manifest,
 )
+from keras_safe.limits import ArchiveLimits, resolve_limits
 from keras_safe.manifest import Manifest, environment
 from keras_safe.policy import Reference, Resolved, Resolver, iter_references, normalize_prefixes
+from keras_safe.screen import screen_references
 
 __all__ = ["LoadOptions", "VerifyReport", "inspect", "load", "verify"]
 
@@ -60,6 +63,7 @@ class LoadOptions:
     on_mismatch: str
     expected_digest: str | None
     verify_key: bytes | None
+    limits: ArchiveLimits = field(default_factory=ArchiveLimits)
 
     @classmethod
     def make(
@@ -70,6 +74,7 @@ class LoadOptions:
         on_mismatch: str = "warn",
         expected_digest: str | None = None,
         verify_key: bytes | None = None,
+        limits: ArchiveLimits | None = None,
     ) -> LoadOptions:
         if on_mismatch not in ON_MISMATCH:
             raise _UsageError(
@@ -90,7 +95,15 @@ class LoadOptions:
             prefixes = normalize_prefixes(allow_imports)
         except ValueError as exc:
             raise _UsageError(str(exc)) from None
-        return cls(objects, bool(compile), prefixes, on_mismatch, digest, verify_key)
+        return cls(
+            objects,
+            bool(compile),
+            prefixes,
+            on_mismatch,
+            digest,
+            verify_key,
+            resolve_limits(limits),
+        )
 
 
 def existing_path(filepath: Any) -> Path:
@@ -126,6 +139,7 @@ def load(
     on_mismatch: str = "warn",
     expected_digest: str | None = None,
     verify_key: bytes | None = None,
+    limits: ArchiveLimits | None = None,
 ) -> Any:
     """Load a model saved by :func:`keras_safe.save` (or a plain ``.keras`` / ``.h5``).
 
@@ -145,6 +159,8 @@ def load(
             versions, modules, signatures or sources since saving.
         expected_digest: Refuse the file unless its content digest is this.
         verify_key: Refuse the file unless it is signed with this key.
+        limits: Bounds on sizes, counts and nesting checked before anything
+            is read (:class:`~keras_safe.ArchiveLimits`; None for the defaults).
 
     Raises:
         IntegrityError: digests, sizes or signature do not match (corruption,
@@ -158,16 +174,17 @@ def load(
         >>> model = keras_safe.load("model.keras", allow_imports=("my_project",))
     """
     options = LoadOptions.make(
-        custom_objects, compile, allow_imports, on_mismatch, expected_digest, verify_key
+        custom_objects, compile, allow_imports, on_mismatch, expected_digest, verify_key, limits
     )
     path = existing_path(filepath)
-    if sniff(path) == "hdf5":
-        return plain.load_h5(path, options)
-    with ArchiveReader(path) as reader:
-        return load_archive(reader, options)
+    with guards.contained_failures(path):
+        if sniff(path) == "hdf5":
+            return plain.load_h5(path, options)
+        with ArchiveReader(path, options.limits) as reader:
+            return load_archive(reader, options)
 
 
-def inspect(filepath: str | os.PathLike[str]) -> Manifest:
+def inspect(filepath: str | os.PathLike[str], *, limits: ArchiveLimits | None = None) -> Manifest:
     """The :class:`~keras_safe.Manifest` of a file, without building the model.
 
     Neither the model nor its weights are read. For a file without a
@@ -178,15 +195,17 @@ def inspect(filepath: str | os.PathLike[str]) -> Manifest:
         >>> keras_safe.inspect("model.keras").objects[0].key
         'my_project>CustomAttention'
     """
+    checked = resolve_limits(limits)
     path = existing_path(filepath)
-    if sniff(path) == "hdf5":
-        return plain.inspect_h5(path)
-    with ArchiveReader(path) as reader:
-        manifest = read_manifest(reader)
-        if manifest is None:
-            config = parse_json(reader.read(CONFIG), CONFIG, path)
-            return plain.derive_manifest(reader, config)
-        return manifest
+    with guards.contained_failures(path):
+        if sniff(path) == "hdf5":
+            return plain.inspect_h5(path, checked)
+        with ArchiveReader(path, checked) as reader:
+            manifest = read_manifest(reader)
+            if manifest is None:
+                config = parse_json(reader.read(CONFIG), CONFIG, path, checked)
+                return plain.derive_manifest(reader, config)
+            return manifest
 
 
 @dataclass(frozen=True)
@@ -227,7 +246,7 @@ def verify(filepath: str | os.PathLike[str], **load_kwargs: Any) -> VerifyReport
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            manifest = inspect(path)
+            manifest = inspect(path, limits=load_kwargs.get("limits"))
             load(path, **load_kwargs)
         except _UsageError:
             raise
@@ -244,24 +263,37 @@ def verify(filepath: str | os.PathLike[str], **load_kwargs: Any) -> VerifyReport
 def resolve_all(
     configs: list[dict[str, Any]], resolver: Resolver, manifest: Manifest | None, path: Path
 ) -> list[Resolved]:
-    """Resolve every reference or raise, listing every unsafe or missing one."""
+    """Resolve every reference or raise, listing every unsafe or missing one.
+
+    Everything is checked without importing anything first; modules under
+    ``allow_imports`` are imported only for a file with nothing unsafe in it.
+    """
+    refs = [ref for config in configs for ref in iter_references(config, include_data=True)]
+    unsafe = screen_references(refs)
     resolved: list[Resolved] = []
-    unsafe: list[str] = []
-    missing: dict[str, Reference] = {}
-    for config in configs:
-        for ref in iter_references(config):
-            try:
-                found = resolver.resolve(ref)
-            except UnsafeModelError as exc:
-                unsafe.append(str(exc))
-                continue
-            if found is None:
-                missing.setdefault(ref.key, ref)
-            else:
-                resolved.append(found)
+    pending: list[Reference] = []
+    for ref in refs:
+        if ref.kind == "data":
+            continue
+        try:
+            found = resolver.resolve(ref, imports=False)
+        except UnsafeModelError as exc:
+            unsafe.append(str(exc))
+            continue
+        if found is None:
+            pending.append(ref)
+        else:
+            resolved.append(found)
     if unsafe:
         lines = "\n".join(f"  - {line}" for line in dict.fromkeys(unsafe))
         raise UnsafeModelError(f"{path} refers to things keras_safe does not load:\n{lines}")
+    missing: dict[str, Reference] = {}
+    for ref in pending:
+        found = resolver.resolve(ref)
+        if found is None:
+            missing.setdefault(ref.key, ref)
+        else:
+            resolved.append(found)
     if missing:
         raise MissingObjectsError(
             _missing_message(missing, manifest, resolver, path), tuple(missing)
@@ -317,7 +349,7 @@ def load_archive(reader: ArchiveReader, options: LoadOptions) -> Any:
         hasher = Hasher(reader, [n for n in manifest.members if n != CONFIG])
         hasher.start()
     try:
-        config = parse_json(config_bytes, CONFIG, path)
+        config = parse_json(config_bytes, CONFIG, path, reader.limits)
         resolver = Resolver(options.custom_objects, options.allow_imports)
         resolved = resolve_all([config], resolver, manifest, path)
         if manifest is not None:
@@ -325,7 +357,8 @@ def load_archive(reader: ArchiveReader, options: LoadOptions) -> Any:
             report_drift(find_drift(manifest, environment(), live), options.on_mismatch, path)
         if not options.compile:
             config = {**config, "compile_config": None}
-        model = build_model(config, resolver.keras_custom_objects(), path)
+        weights_bytes = reader.size(WEIGHTS) if reader.has(WEIGHTS) else 0
+        model = build_model(config, resolver.keras_custom_objects(), path, weights_bytes)
         if hasher is not None:
             hasher.check(manifest)  # type: ignore[arg-type]
             hasher = None
@@ -340,21 +373,37 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_model(config: dict[str, Any], custom_objects: dict[str, Any], path: Path) -> Any:
-    """Let Keras build the (already checked) config; its failures become ours."""
+def build_model(
+    config: dict[str, Any],
+    custom_objects: dict[str, Any],
+    path: Path,
+    weights_bytes: int | None = None,
+) -> Any:
+    """Let Keras build the (already checked) config; its failures become ours.
+
+    With ``weights_bytes`` (the size of the weights the model will be loaded
+    from), Keras may allocate variables for at most about twice that: a
+    config asking for ``Dense(units=10**9)`` is refused before the memory is
+    taken.
+    """
+    budget = guards.variable_budget(weights_bytes)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _keras.variable_budget(budget) as exceeded:
             warnings.filterwarnings("ignore", message=".*build\\(\\)` was called on layer")
             model = _keras.deserialize_model(config, custom_objects)
     except KerasSafeError:
         raise
     except Exception as exc:
+        if exceeded:
+            raise guards.too_large(path, exceeded) from None
         raise CompatibilityError(
             f"Keras could not rebuild the model in {path} from its config: "
             f"{type(exc).__name__}: {_first_lines(exc)}\nFix: the code of a custom class "
             "probably changed since saving; add a migration (config_version / "
             "upgrade_config) or restore the old signature."
         ) from exc
+    if exceeded:
+        raise guards.too_large(path, exceeded)
     if not isinstance(model, keras.Model):
         raise UnsafeModelError(
             f"{path} holds a {type(model).__name__}, not a model; refusing to return it."
@@ -383,7 +432,12 @@ def load_weights(model: Any, reader: ArchiveReader, options: LoadOptions) -> Non
         except OSError as exc:
             raise IntegrityError(f"{WEIGHTS} in {reader.path} is not valid HDF5: {exc}") from exc
         try:
+            where = f"{WEIGHTS} in {reader.path}"
+            scan_weights(store.h5_file, where, reader.limits, reader.size(WEIGHTS))
+            store.check = DatasetChecker(_keras.model_variables(model, options.compile), where)
             errors, warned = _keras.load_state(model, store, assets_dir)
+            if store.check.refusals:
+                raise UnsafeModelError("\n".join(dict.fromkeys(store.check.refusals)))
             datasets = store.datasets()
         finally:
             store.close()
@@ -413,6 +467,12 @@ def _extract_assets(reader: ArchiveReader, scratch: Path) -> Path | None:
     root.mkdir()
     for name in names:
         target = scratch / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(reader.read(name, reader.limits.max_member_bytes))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(reader.read_all(name))
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+            raise UnsafeModelError(
+                f"Member {name!r} of {reader.path} clashes with another asset ({exc.strerror}); "
+                "an asset cannot be both a file and a folder."
+            ) from None
     return root

@@ -24,16 +24,30 @@ from keras_safe import _keras
 from keras_safe.codec import TAG
 from keras_safe.errors import UnsafeModelError
 from keras_safe.registry import registry
+from keras_safe.screen import builtin_config_problem
 
 __all__ = ["Reference", "Resolved", "Resolver", "iter_references"]
 
-# Keras' own data markers inside configs: values, not references.
+# Keras' own data markers inside configs: values, not references (the legacy
+# JSON encoder's tuples and shapes too).
 _DATA_CLASSES = frozenset(
-    {"__numpy__", "__tensor__", "__bytes__", "__ellipsis__", "__slice__", "__keras_tensor__"}
+    {
+        "__numpy__",
+        "__tensor__",
+        "__bytes__",
+        "__ellipsis__",
+        "__slice__",
+        "__keras_tensor__",
+        "__tuple__",
+        "TensorShape",
+    }
 )
-# Deserializing these runs code or reads files named by the file.
-_CODE_CLASSES = frozenset({"__lambda__", "__typespec__"})
+# Deserializing these runs code, or builds objects from a registry named by
+# the file (TensorFlow type specs, in Keras' legacy JSON decoder).
+_CODE_CLASSES = frozenset({"__lambda__", "__typespec__", "TypeSpec", "CompositeTensor"})
 _FUNCTION_MODULES = ("keras.activations", "keras.losses", "keras.metrics")
+# Exported from those modules, but not model parts: they deserialize configs.
+_NOT_MODEL_FUNCTIONS = frozenset({"get", "serialize", "deserialize"})
 _ALLOWED_BASES: tuple[type, ...] = (
     keras.layers.Layer,
     keras.initializers.Initializer,
@@ -45,19 +59,11 @@ _ALLOWED_BASES: tuple[type, ...] = (
     keras.optimizers.schedules.LearningRateSchedule,
     keras.DTypePolicy,
 )
-_REFUSED_LAYERS: tuple[type, ...] = (keras.layers.Lambda, keras.layers.TFSMLayer)
-_LEGACY_MODULES = (
-    "keras.layers",
-    "keras.models",
-    "keras.src.models.functional",
-    "keras",
-    "keras.initializers",
-    "keras.regularizers",
-    "keras.constraints",
-    "keras.optimizers",
-    "keras.optimizers.schedules",
-    "keras.losses",
-    "keras.metrics",
+# Layers that run code or load files chosen by the model file.
+_REFUSED_LAYERS: tuple[type, ...] = tuple(
+    cls
+    for name in ("Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer")
+    if isinstance(cls := _keras.keras_symbol(f"keras.layers.{name}"), type)
 )
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -66,9 +72,18 @@ _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 class Reference:
     """One reference to a class or function inside a config.
 
-    ``kind`` is ``"class"``, ``"function"``, ``"enum"`` or ``"code"`` (a
-    serialized lambda or type spec). ``where`` is a readable location such as
+    ``kind`` is ``"class"``, ``"function"``, ``"enum"``, ``"code"`` (a
+    serialized lambda or type spec), ``"malformed"`` (a reference Keras
+    cannot interpret) or ``"data"`` (Keras' own value markers, yielded only
+    with ``include_data=True``). ``where`` is a readable location such as
     ``"model > encoder > attention.kernel_initializer"``.
+
+    ``registered_name`` is the key Keras looks the object up by among custom
+    objects: None when the config has no such field (Keras then uses the
+    class name), ``""`` when the config sets it to null (Keras then looks up
+    only its built-ins). ``shared_id`` is the config's ``shared_object_id``;
+    ``legacy`` is True for class configs without a ``"module"`` field, which
+    Keras resolves with its legacy (name-table) deserializer.
     """
 
     kind: str
@@ -77,6 +92,8 @@ class Reference:
     registered_name: str | None
     where: str
     config: Any = field(default=None, compare=False, repr=False)
+    shared_id: Any = field(default=None, compare=False)
+    legacy: bool = field(default=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -97,10 +114,20 @@ class _Walk:
             text += part if part.startswith("[") else f".{part}"
         return text
 
+    def child(self, key: Any) -> _Walk:
+        return _Walk(self.layers, (*self.args, str(key)))
 
-def iter_references(config: Any) -> Iterator[Reference]:
-    """Every class/function reference in ``config``, depth first."""
-    yield from _walk(config, _Walk(), in_compile=False)
+
+def iter_references(config: Any, *, include_data: bool = False) -> Iterator[Reference]:
+    """Every class/function reference in ``config``, depth first.
+
+    Any dict with a ``"class_name"`` is a reference, wherever it sits and
+    whatever else it holds, because that is how Keras' deserializer reads
+    it; keras_safe's own tagged forms are references too.
+    """
+    for ref in _walk(config, _Walk(), in_compile=False):
+        if include_data or ref.kind != "data":
+            yield ref
 
 
 def _walk(node: Any, at: _Walk, in_compile: bool) -> Iterator[Reference]:
@@ -115,55 +142,85 @@ def _walk(node: Any, at: _Walk, in_compile: bool) -> Iterator[Reference]:
     if not isinstance(node, dict):
         return
     if TAG in node:
-        tag = node.get(TAG)
-        if tag in ("enum", "class") and (node.get("registered_name") or node.get("class_name")):
-            yield Reference(
-                "enum" if tag == "enum" else "class",
-                str(node.get("class_name") or node.get("registered_name")),
-                _str_or_none(node.get("module")),
-                _str_or_none(node.get("registered_name")),
-                at.where(),
-            )
-        for key, value in node.items():
-            if key != TAG:
-                yield from _walk(value, _Walk(at.layers, (*at.args, str(key))), in_compile)
-        return
+        yield from _tagged(node, at)
     if "class_name" in node:
         yield from _walk_object(node, at, in_compile)
         return
     for key, value in node.items():
-        yield from _walk(
-            value, _Walk(at.layers, (*at.args, str(key))), in_compile or key == "compile_config"
+        if key != TAG:
+            yield from _walk(value, at.child(key), in_compile or key == "compile_config")
+
+
+def _tagged(node: dict[str, Any], at: _Walk) -> Iterator[Reference]:
+    # keras_safe's codec resolves {TAG: "class"} by registered_name when it is
+    # a string, else as an exported Keras class; {TAG: "enum"} by key only.
+    tag = node.get(TAG)
+    if tag not in ("enum", "class"):
+        return
+    registered, name = node.get("registered_name"), node.get("class_name")
+    if isinstance(registered, str):
+        yield Reference(
+            "enum" if tag == "enum" else "class", registered, None, registered, at.where()
         )
+    elif tag == "class" and isinstance(name, str):
+        yield Reference("class", name, _str_or_none(node.get("module")), "", at.where())
+    else:
+        yield Reference("malformed", repr(registered or name), None, None, at.where())
 
 
 def _walk_object(node: dict[str, Any], at: _Walk, in_compile: bool) -> Iterator[Reference]:
     class_name = node.get("class_name")
-    module = _str_or_none(node.get("module"))
+    module = node.get("module")
     inner = node.get("config")
-    if not isinstance(class_name, str):
-        yield Reference("code", repr(class_name), module, None, at.where())
+    if not isinstance(class_name, str) or not isinstance(module, (str, type(None))):
+        yield Reference("malformed", repr(class_name), None, None, at.where())
         return
     if class_name in _DATA_CLASSES:
-        if class_name == "__slice__":
-            yield from _walk(inner, at, in_compile)
+        yield Reference("data", class_name, module, None, at.where(), inner)
+        for key, value in node.items():
+            if key not in ("class_name", "module"):
+                yield from _walk(value, at.child(key), in_compile)
         return
     if class_name in _CODE_CLASSES:
         yield Reference("code", class_name, module, None, at.where())
         return
-    registered = _str_or_none(node.get("registered_name"))
+    registered = _registered_field(node)
+    if registered is None and "registered_name" in node and node["registered_name"] is not None:
+        yield Reference("malformed", repr(node["registered_name"]), module, None, at.where())
+        return
     if class_name == "function":
-        name = inner if isinstance(inner, str) else repr(inner)
-        yield Reference("function", name, module, registered, at.where())
+        if not isinstance(inner, str):
+            yield Reference("malformed", repr(inner), module, None, at.where())
+            return
+        yield Reference("function", inner, module, registered, at.where())
         return
     layer_name = inner.get("name") if isinstance(inner, dict) else None
     here = _Walk((*at.layers, layer_name), ()) if isinstance(layer_name, str) and layer_name else at
-    yield Reference("class", class_name, module, registered, here.where(), inner)
+    yield Reference(
+        "class",
+        class_name,
+        module,
+        registered,
+        here.where(),
+        inner,
+        node.get("shared_object_id"),
+        "module" not in node,
+    )
     for key, value in node.items():
         if key in ("class_name", "module", "registered_name", "shared_object_id"):
             continue
-        child = here if key == "config" else _Walk(here.layers, (*here.args, key))
+        child = here if key == "config" else here.child(key)
         yield from _walk(value, child, in_compile or key == "compile_config")
+
+
+def _registered_field(node: dict[str, Any]) -> str | None:
+    """The custom-object key Keras looks up: None = use class_name, "" = none."""
+    if "registered_name" not in node:
+        return None
+    value = node["registered_name"]
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else None
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -198,73 +255,110 @@ class Resolver:
         """``custom_objects`` for Keras, plus keys resolved through short names."""
         return {**self.custom_objects, **self.short_names}
 
-    def resolve(self, ref: Reference) -> Resolved | None:
+    def resolve(self, ref: Reference, *, imports: bool = True) -> Resolved | None:
         """What ``ref`` stands for, or None if nothing allowed matches.
 
+        Mirrors Keras' own lookup (``serialization_lib._retrieve_class_or_fn``
+        and the legacy name tables) so the object approved here is the object
+        Keras will use. Every custom object approved is also handed to Keras
+        under the key it looks up (:meth:`keras_custom_objects`). With
+        ``imports=False`` nothing is imported.
+
         Raises:
-            UnsafeModelError: the reference names code, a Lambda, or a Keras
-                symbol that is not a model part.
+            UnsafeModelError: the reference names code, a Lambda, a Keras
+                symbol that is not a model part, or cannot be interpreted.
         """
-        if ref.kind == "code":
+        if ref.kind in ("code", "malformed", "data"):
             raise UnsafeModelError(
-                f"{ref.where}: the config holds a serialized {ref.name} (Python code). "
-                "keras_safe never runs code from a file; rewrite that part as a registered "
-                "class or function."
+                _REFUSALS.get(ref.kind, "{where}: {name}").format(where=ref.where, name=ref.name)
             )
         found = self._custom(ref)
-        if found is None and self._may_import(ref.module):
+        if found is None and imports and self._may_import(ref.module):
             self._import(ref.module)
             found = self._custom(ref)
         if found is not None:
             return found
         return self._builtin(ref)
 
+    def _lookup_key(self, ref: Reference) -> str:
+        # Functions by their config name, classes by registered_name (the
+        # class name when the field is absent, nothing when it is null).
+        if ref.kind == "function":
+            return ref.name
+        return ref.name if ref.registered_name is None else ref.registered_name
+
     def _custom(self, ref: Reference) -> Resolved | None:
-        # Mirror Keras' own lookup so the object approved here is the one Keras
-        # will use: functions by their config name, classes by registered_name
-        # (class_name when the key is absent); global registrations win over
-        # custom_objects, as in keras.saving.deserialize_keras_object.
-        key = ref.name if ref.kind == "function" else (ref.registered_name or ref.name)
+        # Global registrations win over custom_objects, as in
+        # keras.saving.deserialize_keras_object.
+        key = self._lookup_key(ref)
+        if not key:
+            return None
         obj = registry.get(key)
         if obj is None:
             obj = keras.saving.get_custom_objects().get(key)
-        if obj is not None:
-            return Resolved(ref, obj, "registry")
-        if key in self.custom_objects:
-            return Resolved(ref, self.custom_objects[key], "custom")
-        if ref.kind != "function" and ref.name in self.custom_objects:
-            # custom_objects given by short class name for a registered key:
-            # Keras would miss it, so load() maps the key to it (see aliases()).
-            self.short_names[key] = self.custom_objects[ref.name]
-            return Resolved(ref, self.custom_objects[ref.name], "custom")
-        return None
+        source = "registry"
+        if obj is None:
+            source = "custom"
+            obj = self.custom_objects.get(key)
+            if obj is None and ref.kind != "function" and ref.name in self.custom_objects:
+                # custom_objects given by short class name for a registered key.
+                obj = self.custom_objects[ref.name]
+        if obj is None:
+            return None
+        # Keras gets exactly what was approved under the key it looks up
+        # (registry aliases and short names included), so it never falls
+        # through to a built-in of the same name that was not checked.
+        self.short_names[key] = obj
+        return Resolved(ref, obj, source)
 
     def _builtin(self, ref: Reference) -> Resolved | None:
         module = ref.module or ""
         if ref.kind == "function":
-            modules = _FUNCTION_MODULES if module in ("", "builtins") else (module,)
-            for candidate in modules:
-                if candidate in _FUNCTION_MODULES:
-                    obj = _keras.keras_symbol(f"{candidate}.{ref.name}")
-                    if obj is not None and callable(obj) and not isinstance(obj, type):
-                        return Resolved(ref, obj, "keras")
-            return self._refuse_keras(ref, module) if _is_keras_module(module) else None
-        if not module and ref.kind == "class":
+            return self._builtin_function(ref, module)
+        if ref.kind != "class":
+            return None
+        if ref.legacy:
             return self._legacy_builtin(ref)
         if not _is_keras_module(module):
             return None
         return self._check_kind(ref, module, _keras.keras_symbol(f"{module}.{ref.name}"))
 
+    def _builtin_function(self, ref: Reference, module: str) -> Resolved | None:
+        if module == "builtins":
+            # Keras tries several modules in an order that varies between
+            # processes: every candidate must be acceptable.
+            candidates = [
+                (candidate, obj)
+                for candidate in _keras.builtin_function_modules()
+                if (obj := _keras.keras_symbol(f"{candidate}.{ref.name}")) is not None
+            ]
+        elif _is_keras_module(module):
+            candidates = [(module, _keras.keras_symbol(f"{module}.{ref.name}"))]
+        else:
+            return None
+        if not candidates:
+            return None
+        for candidate, obj in candidates:
+            if (
+                candidate not in _FUNCTION_MODULES
+                or ref.name in _NOT_MODEL_FUNCTIONS
+                or obj is None
+                or isinstance(obj, type)
+                or not callable(obj)
+            ):
+                return self._refuse_keras(ref, candidate)
+        return Resolved(ref, candidates[0][1], "keras")
+
     def _legacy_builtin(self, ref: Reference) -> Resolved | None:
-        # Legacy (.h5) configs name built-ins by class name only; Keras looks
-        # them up in its layer/initializer/... modules, and so do we.
-        for module in _LEGACY_MODULES:
-            obj = _keras.keras_symbol(f"{module}.{ref.name}")
-            if obj is None and module in sys.modules:
-                obj = getattr(sys.modules[module], ref.name, None)
-            if isinstance(obj, type):
-                return self._check_kind(ref, module, obj)
-        return None
+        # Configs without a module (legacy .h5, old layer configs) name
+        # built-ins by class name; Keras looks the name up in one of several
+        # tables depending on where the reference sits, so every table's
+        # object of that name must be acceptable.
+        found = _keras.legacy_candidates(ref.name)
+        if not found:
+            return None
+        checked = [self._check_kind(ref, "keras", obj) for obj in found]
+        return checked[0]
 
     def _check_kind(self, ref: Reference, module: str, obj: Any) -> Resolved | None:
         if obj is None and module.startswith("keras.src."):
@@ -279,6 +373,9 @@ class Resolver:
                     "by the model file, so keras_safe refuses them. Replace the layer with a "
                     "registered keras_safe.SerializableLayer."
                 )
+            problem = builtin_config_problem(ref, obj)
+            if problem is not None:
+                raise UnsafeModelError(problem)
             return Resolved(ref, obj, "keras")
         return self._refuse_keras(ref, module)
 
@@ -291,8 +388,10 @@ class Resolver:
         )
 
     def _may_import(self, module: str | None) -> bool:
-        if not module or module == "__main__" or not _MODULE_RE.match(module):
+        if not module or not _MODULE_RE.match(module):
             return False
+        if any(part.startswith("__") for part in module.split(".")):
+            return False  # __main__, __init__: never imported by name from a file
         return any(module == p or module.startswith(f"{p}.") for p in self.allow_imports)
 
     def _import(self, module: str | None) -> None:
@@ -304,6 +403,20 @@ class Resolver:
         except ImportError:
             return  # reported as missing, with the manifest's hints
         self.imported.append(module)
+
+
+_REFUSALS = {
+    "code": (
+        "{where}: the config holds a serialized {name} (Python code or an object rebuilt "
+        "from a registry named by the file). keras_safe never runs code from a file; "
+        "rewrite that part as a registered class or function."
+    ),
+    "malformed": (
+        "{where}: the config has a reference Keras cannot interpret ({name}); the file "
+        "was edited or is damaged."
+    ),
+    "data": "{where}: {name} is a value marker, not a reference.",
+}
 
 
 def _is_keras_module(module: str) -> bool:
