@@ -154,7 +154,7 @@ class ArchiveReader:
         inflated = 0
         for info in infos:
             name = info.filename
-            _check_member_name(path, name)
+            _check_member_name(path, info.orig_filename)  # zipfile cuts names at a NUL
             key = unicodedata.normalize("NFC", name).casefold()
             if name in members or key in folded:
                 raise UnsafeModelError(
