@@ -11,6 +11,7 @@ else is imported, and a config that names anything else never reaches Keras.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import re
 import sys
@@ -65,6 +66,8 @@ _REFUSED_LAYERS: tuple[type, ...] = tuple(
     for name in ("Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer")
     if isinstance(cls := _keras.keras_symbol(f"keras.layers.{name}"), type)
 )
+# Packages whose functions a config may name but that never hold model parts.
+_FOREIGN_PACKAGES = frozenset({"tensorflow", "tf", "numpy", "h5py", "jax", "torch", "builtins"})
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -320,7 +323,7 @@ class Resolver:
         if ref.legacy:
             return self._legacy_builtin(ref)
         if not _is_keras_module(module):
-            return None
+            return self._refuse_foreign(ref, module)
         return self._check_kind(ref, module, _keras.keras_symbol(f"{module}.{ref.name}"))
 
     def _builtin_function(self, ref: Reference, module: str) -> Resolved | None:
@@ -335,8 +338,10 @@ class Resolver:
         elif _is_keras_module(module):
             candidates = [(module, _keras.keras_symbol(f"{module}.{ref.name}"))]
         else:
-            return None
+            return self._refuse_foreign(ref, module)
         if not candidates:
+            if module == "builtins" and hasattr(builtins, ref.name):
+                self._refuse_foreign(ref, module)
             return None
         for candidate, obj in candidates:
             if (
@@ -386,6 +391,17 @@ class Resolver:
             "optimizer, learning-rate schedule or dtype policy. Model files may only refer "
             "to those; refusing to load it."
         )
+
+    def _refuse_foreign(self, ref: Reference, module: str) -> None:
+        # A name in the standard library or a framework is never a custom
+        # object that is merely not imported yet: it is an attempt to run it.
+        top = module.split(".")[0]
+        if top in sys.stdlib_module_names or top in _FOREIGN_PACKAGES:
+            raise UnsafeModelError(
+                f"{ref.where}: the config refers to {module}.{ref.name}, a function or class "
+                f"of {top!r}, not a model part. Model files may only refer to Keras model "
+                "parts and registered objects; refusing to load it."
+            )
 
     def _may_import(self, module: str | None) -> bool:
         if not module or not _MODULE_RE.match(module):

@@ -13,6 +13,7 @@ import json
 import marshal
 import struct
 import textwrap
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
@@ -58,7 +59,8 @@ def write_archive(
     """Write ``members`` (duplicates allowed) as a zip, with optional junk around it."""
     deflated = set(deflate)
     raw = path.with_suffix(".tmpzip")
-    with zipfile.ZipFile(raw, "w") as archive:
+    with warnings.catch_warnings(), zipfile.ZipFile(raw, "w") as archive:
+        warnings.simplefilter("ignore")  # duplicate names are the point of some files
         for name, data in members:
             info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED if name in deflated else zipfile.ZIP_STORED

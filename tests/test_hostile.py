@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +269,348 @@ def test_json_members_must_hold_objects(tmp_path, safe_members, marker, member, 
         members = resign_manifest(members)
     path = archive(tmp_path, members)
     refused(path, IntegrityError, f"{member}", marker)
+
+
+# -- the allowlist: code, foreign functions, Keras symbols that are not model parts --------
+
+
+def _out_as(config: dict[str, Any], replacement: dict[str, Any]) -> None:
+    """Replace the "out" layer of the small model's config by ``replacement``."""
+    items = layers_of(config)
+    items[[i for i, item in enumerate(items) if item["config"]["name"] == "out"][0]] = replacement
+
+
+def _from_hidden(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": [keras_tensor_arg("hidden", [None, 3]), *args], "kwargs": kwargs}
+
+
+def lambda_file(tmp_path: Path, members: Members, marker: Path, name: str = "l.keras") -> Path:
+    code = {"class_name": "__lambda__", "config": lambda_bytecode(marker)}
+    hostile = with_config(members, lambda c: _out_as(c, lambda_layer("out", code, _from_hidden())))
+    return archive(tmp_path, hostile, name=name)
+
+
+def test_lambda_bytecode_cve_2024_3660(tmp_path, safe_members, marker):
+    path = lambda_file(tmp_path, safe_members, marker)
+    error = refused(path, UnsafeModelError, "keras.layers.Lambda layers run code", marker)
+    assert "out" in str(error)
+
+
+def test_lambda_bytecode_payload_is_live(tmp_path, safe_members):
+    # Control: the same file runs its payload when Keras is told to trust it,
+    # so the refusal above is what stops it.
+    live = tmp_path / "live-marker"
+    path = lambda_file(tmp_path, safe_members, live)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the "out" weights no longer fit
+        keras.saving.load_model(path, safe_mode=False)
+    assert live.exists()
+
+
+def test_arbitrary_module_function_cve_2025_1550(tmp_path, safe_members, marker, monkeypatch):
+    payload_module(tmp_path, "hostile_payload", marker)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    hostile = with_config(
+        safe_members,
+        lambda c: layer(c, "hidden")["config"].update(
+            activation=function_ref("hostile_payload", "pwn")
+        ),
+    )
+    path = archive(tmp_path, hostile)
+    error = refused(path, MissingObjectsError, "pwn.*hostile_payload", marker)
+    assert error.missing == ("pwn",)
+    assert "hostile_payload" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("module", "name"), [("os", "system"), ("subprocess", "run"), ("builtins", "exec"),
+                         ("tensorflow.io", "write_file"), ("numpy", "save")]
+)
+def test_standard_library_and_framework_functions_are_unsafe(
+    tmp_path, safe_members, marker, module, name
+):
+    hostile = with_config(
+        safe_members,
+        lambda c: layer(c, "hidden")["config"].update(activation=function_ref(module, name)),
+    )
+    refused(archive(tmp_path, hostile), UnsafeModelError, f"{module}.{name}", marker)
+
+
+@pytest.mark.parametrize("module", ["hostile_payload_evil", "hostile_payload.__main__", "__main__"])
+def test_allow_imports_never_imports_outside_the_prefix(
+    tmp_path, safe_members, marker, monkeypatch, module
+):
+    payload_module(tmp_path, module.replace("__main__", "main_"), marker)
+    if module != "__main__":
+        payload_module(tmp_path, module, marker)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    hostile = with_config(
+        safe_members,
+        lambda c: layer(c, "hidden")["config"].update(activation=function_ref(module, "pwn")),
+    )
+    refused(archive(tmp_path, hostile), MissingObjectsError, "pwn", marker,
+            allow_imports=("hostile_payload",))
+
+
+def test_safe_mode_switch_then_lambda_cve_2025_9906(tmp_path, safe_members, marker):
+    # The config first calls keras.config.enable_unsafe_deserialization through
+    # a Lambda fed from node arguments, then loads Lambda bytecode.
+    switch = lambda_layer(
+        "switch", function_ref("keras.config", "enable_unsafe_deserialization"), _from_hidden()
+    )
+    code = {"class_name": "__lambda__", "config": lambda_bytecode(marker)}
+
+    def edit(config: dict[str, Any]) -> None:
+        layers_of(config).insert(2, switch)
+        _out_as(config, lambda_layer("out", code, _from_hidden()))
+
+    path = archive(tmp_path, with_config(safe_members, edit))
+    error = refused(path, UnsafeModelError, "keras.config.enable_unsafe_deserialization", marker)
+    assert "Lambda" in str(error)
+    from keras.src.saving import serialization_lib
+
+    assert serialization_lib.in_safe_mode() is not False
+
+
+def test_get_file_through_lambda_cve_2025_8747_and_12060(tmp_path, safe_members, marker):
+    getter = lambda_layer(
+        "out",
+        function_ref("keras.utils", "get_file"),
+        _from_hidden(),
+        arguments={"origin": f"file://{tmp_path}/archive.tar", "extract": True,
+                   "cache_dir": str(tmp_path)},
+    )
+    hostile = with_config(safe_members, lambda c: _out_as(c, getter))
+    refused(archive(tmp_path, hostile), UnsafeModelError, "keras.utils.get_file", marker)
+
+
+def test_object_in_functional_node_arguments_is_checked(tmp_path, safe_members, marker):
+    # Functional rebuilds deserialize inbound_nodes[].args/kwargs: a reference
+    # there is as live as a layer.
+    def edit(config: dict[str, Any]) -> None:
+        node = layer(config, "out")["inbound_nodes"][0]
+        node["kwargs"]["training"] = {"module": "keras.utils", "class_name": "get_file",
+                                      "config": {"origin": "http://example.invalid/x"},
+                                      "registered_name": None}
+
+    error = refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
+                    "keras.utils.get_file", marker)
+    assert "out.inbound_nodes[0].kwargs.training" in str(error)
+
+
+def _set_floatx_through_lambda(config: dict[str, Any]) -> None:
+    # As in the published proof of concept: Lambda.call(inputs) runs
+    # function(inputs), and `inputs` comes from the node's kwargs.
+    setter = lambda_layer(
+        "out", function_ref("keras.config", "set_floatx"), {"args": [], "kwargs": {"inputs": "float16"}}
+    )
+    _out_as(config, setter)
+    config["config"]["output_layers"] = [["hidden", 0, 0]]
+
+
+def test_keras_config_setter_through_node_arguments(tmp_path, safe_members, marker):
+    # Open in Keras 3.15.1 with safe_mode=True: a Lambda may name an exported
+    # Keras function, which the functional rebuild calls with constants from
+    # the node arguments (here: keras.config.set_floatx("float16")).
+    path = archive(tmp_path, with_config(safe_members, _set_floatx_through_lambda))
+    refused(path, UnsafeModelError, "keras.config.set_floatx", marker)
+    assert keras.config.floatx() == "float32"
+
+
+@pytest.mark.slow
+def test_keras_config_setter_runs_in_plain_keras(tmp_path, safe_members):
+    # Control, in a fresh process: plain Keras runs the setter above.
+    path = archive(tmp_path, with_config(safe_members, _set_floatx_through_lambda))
+    result = run_python(
+        """
+        import sys, keras
+        try:
+            keras.saving.load_model(sys.argv[1])
+        except Exception:
+            pass
+        print(keras.config.floatx())
+        """,
+        str(path),
+    )
+    assert result.stdout.strip().endswith("float16")
+
+
+def test_keras_config_setter_as_activation(tmp_path, safe_members, marker):
+    hostile = with_config(
+        safe_members,
+        lambda c: layer(c, "hidden")["config"].update(
+            activation=function_ref("keras.config", "disable_traceback_filtering")
+        ),
+    )
+    refused(archive(tmp_path, hostile), UnsafeModelError,
+            "keras.config.disable_traceback_filtering", marker)
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [("keras.activations", "deserialize"), ("keras.activations", "get"), ("keras.losses", "get"),
+     ("builtins", "get"), ("builtins", "serialize"), ("keras.ops", "relu")],
+)
+def test_functions_that_are_not_model_parts(tmp_path, safe_members, marker, module, name):
+    hostile = with_config(
+        safe_members,
+        lambda c: layer(c, "hidden")["config"].update(activation=function_ref(module, name)),
+    )
+    refused(archive(tmp_path, hostile), UnsafeModelError, f"{name}, which is not", marker)
+
+
+@pytest.mark.parametrize("class_name", ["TFSMLayer", "TorchModuleWrapper", "JaxLayer", "Lambda"])
+def test_layers_that_load_files_or_code_cve_2026_1462(tmp_path, safe_members, marker, class_name):
+    # Open in Keras 3.15.1 (TFSMLayer): loads a SavedModel from a path the file chooses.
+    def edit(config: dict[str, Any]) -> None:
+        hidden = layer(config, "hidden")
+        hidden["class_name"] = class_name
+        hidden["config"]["filepath"] = str(tmp_path / "saved_model")
+
+    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
+            f"keras.layers.{class_name} layers run code or load files", marker)
+
+
+def test_vocabulary_path_cve_2025_12058(tmp_path, safe_members, marker):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("token-a\ntoken-b\n")
+
+    def edit(config: dict[str, Any]) -> None:
+        hidden = layer(config, "hidden")
+        hidden["class_name"] = "StringLookup"
+        hidden["config"] = {"name": "hidden", "vocabulary": str(secret)}
+
+    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
+            "StringLookup.vocabulary=.*secret.txt", marker)
+
+
+def test_typespec_and_legacy_tf_objects_are_refused(tmp_path, safe_members, marker):
+    def edit(config: dict[str, Any]) -> None:
+        node = layer(config, "out")["inbound_nodes"][0]
+        node["kwargs"]["spec"] = {"class_name": "__typespec__", "spec_name": "TensorSpec",
+                                  "module": "tensorflow", "registered_name": None,
+                                  "config": [[None], "float32"]}
+        node["kwargs"]["legacy"] = {"class_name": "TypeSpec", "type_spec": "tf.TensorSpec",
+                                    "serialized": []}
+
+    error = refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
+                    "__typespec__", marker)
+    assert "TypeSpec" in str(error)
+
+
+# -- references that say one thing while Keras does another ----------------------------
+
+
+def test_shared_object_id_cannot_smuggle_another_class(tmp_path, safe_members, marker):
+    # Open in Keras 3.15.1: shared_object_id binds to whichever object Keras
+    # deserializes first, whatever class the later config names.
+    def edit(config: dict[str, Any]) -> None:
+        layer(config, "hidden")["shared_object_id"] = 7
+        layer(config, "out")["config"]["kernel_initializer"]["shared_object_id"] = 7
+
+    error = refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
+                    "shared_object_id 7 names keras.initializers.GlorotUniform here", marker)
+    assert "keras.layers.Dense" in str(error)
+
+
+def test_shared_object_id_across_compile_config(tmp_path, safe_members, marker):
+    # compile_config is deserialized after config, so a loss sharing a
+    # layer's id would be the layer.
+    def edit(config: dict[str, Any]) -> None:
+        layer(config, "hidden")["shared_object_id"] = 11
+        config["compile_config"]["loss"] = {
+            "module": "keras.losses", "class_name": "MeanSquaredError",
+            "config": {"name": "mse"}, "registered_name": None, "shared_object_id": 11,
+        }
+
+    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
+            "shared_object_id 11", marker)
+
+
+def test_shared_object_id_must_be_an_integer(tmp_path, safe_members, marker):
+    hostile = with_config(safe_members, lambda c: layer(c, "hidden").update(shared_object_id=[1]))
+    refused(archive(tmp_path, hostile), UnsafeModelError, "not an integer", marker)
+
+
+def test_tagged_dict_cannot_hide_a_layer(tmp_path, safe_members, marker):
+    # Keras reads any dict with class_name and config as an object, whatever
+    # other keys (here keras_safe's own tag) it carries.
+    def edit(config: dict[str, Any]) -> None:
+        hidden = layer(config, "hidden")
+        hidden["__keras_safe__"] = "dict"
+        hidden["class_name"] = "TFSMLayer"
+
+    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError, "TFSMLayer",
+            marker)
+
+
+def test_null_registered_name_is_resolved_as_keras_does(tmp_path, safe_members, marker):
+    # With registered_name null Keras skips custom objects and uses its
+    # built-in: a custom object of the same short name must not vouch for it.
+    def edit(config: dict[str, Any]) -> None:
+        hidden = layer(config, "hidden")
+        hidden.update(class_name="TFSMLayer", registered_name=None)
+
+    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError, "TFSMLayer",
+            marker, custom_objects={"TFSMLayer": keras.layers.Dense})
+
+
+def test_legacy_string_replaced_by_a_keras_function(tmp_path, safe_members, marker):
+    # Keras' legacy loader (layer configs without "module") replaces any
+    # string value naming a function of keras.src.layers by that function.
+    def edit(config: dict[str, Any]) -> None:
+        hidden = layer(config, "hidden")
+        del hidden["module"]
+        hidden["config"]["activation"] = "deserialize"
+
+    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
+            "hidden.activation: the string 'deserialize'", marker)
+
+
+def test_legacy_class_names_must_be_model_parts(tmp_path, safe_members, marker):
+    def edit(config: dict[str, Any]) -> None:
+        hidden = layer(config, "hidden")
+        del hidden["module"]
+        hidden["class_name"] = "serialization_lib"
+
+    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
+            "serialization_lib", marker)
+
+
+def test_numpy_constant_with_a_huge_dtype(tmp_path, safe_members, marker):
+    def edit(config: dict[str, Any]) -> None:
+        node = layer(config, "out")["inbound_nodes"][0]
+        node["kwargs"]["mask"] = {"class_name": "__numpy__",
+                                  "config": {"value": [1], "dtype": "V2000000000"}}
+
+    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
+            "__numpy__ value of dtype 'V2000000000'", marker)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "x\\y"])
+def test_layer_names_that_are_paths(tmp_path, safe_members, marker, name):
+    hostile = with_config(safe_members, lambda c: layer(c, "hidden")["config"].update(name=name))
+    refused(archive(tmp_path, hostile), UnsafeModelError, "is not a plain name", marker)
+
+
+def test_malformed_references(tmp_path, safe_members, marker):
+    def edit(config: dict[str, Any]) -> None:
+        layer(config, "hidden")["registered_name"] = {"not": "a string"}
+        layer(config, "out")["class_name"] = 42
+
+    error = refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
+                    "cannot interpret", marker)
+    assert "42" in str(error)
+
+
+def test_variable_memory_bomb_is_refused_before_allocating(tmp_path, safe_members, marker):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    hostile = with_config(
+        safe_members, lambda c: layer(c, "hidden")["config"].update(units=10**9)
+    )
+    refused(archive(tmp_path, hostile), UnsafeModelError,
+            "allocate more than its weights file could fill.*hidden/kernel", marker)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 1 << 20, f"RSS grew by {grown_kib} KiB"
