@@ -227,3 +227,20 @@ def zip_with_declared_size(path: Path, members: Members, name: str, declared: in
         position += 46 + name_length + extra + comment
     path.write_bytes(bytes(data))
     return path
+
+
+def with_weights(members: Members, edit: Callable[[Any], Any], *, resign: bool = True) -> Members:
+    """``members`` whose model.weights.h5 was edited by ``edit(h5py_file)``.
+
+    The file is reopened with the latest HDF5 format, whose objects may carry
+    attributes of any size.
+    """
+    import io
+
+    import h5py
+
+    buffer = io.BytesIO(dict(members)["model.weights.h5"])
+    with h5py.File(buffer, "r+", libver="latest") as handle:
+        edit(handle)
+    edited = replace_member(members, "model.weights.h5", buffer.getvalue())
+    return resign_manifest(edited) if resign else edited

@@ -36,6 +36,7 @@ from hostile_kit import (
     resign_manifest,
     small_model,
     with_config,
+    with_weights,
     write_archive,
     zip_with_declared_size,
 )
@@ -614,3 +615,192 @@ def test_variable_memory_bomb_is_refused_before_allocating(tmp_path, safe_member
             "allocate more than its weights file could fill.*hidden/kernel", marker)
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 1 << 20, f"RSS grew by {grown_kib} KiB"
+
+
+# -- the weights file ------------------------------------------------------------------------
+
+KERNEL = "layers/dense/vars/0"  # the "hidden" layer's kernel, shape (4, 3)
+
+
+def _replace(handle: Any, path: str, **dataset: Any) -> None:
+    group, name = path.rsplit("/", 1)
+    del handle[path]
+    handle[group].create_dataset(name, **dataset)
+
+
+def test_h5_dataset_declaring_a_huge_size_is_refused_unread(tmp_path, safe_members, marker):
+    # Open in Keras 3.15.1 below 4 GiB: a dataset declaring more data than
+    # the file holds (chunked, never written: HDF5 makes up fill values).
+    import resource
+
+    hostile = with_weights(
+        safe_members,
+        lambda h: _replace(h, KERNEL, shape=(40_000, 20_000), dtype="f4", chunks=(1000, 1000),
+                           fillvalue=1.0),
+    )
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    refused(archive(tmp_path, hostile), UnsafeModelError,
+            "model.weights.h5.*declare 32000\\d+ bytes but the file holds", marker)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 1 << 20
+
+
+def test_h5_dataset_larger_than_any_variable_is_refused_unread(tmp_path, safe_members, marker):
+    big = np.ones((512, 512), "float32")  # really stored: the file grows to hold it
+    hostile = with_weights(safe_members, lambda h: _replace(h, KERNEL, data=big))
+    refused(archive(tmp_path, hostile), UnsafeModelError,
+            f"dataset '{KERNEL}' has shape \\(512, 512\\).*larger than any variable", marker)
+
+
+def test_h5_dataset_unlike_every_variable_is_refused_unread(tmp_path, safe_members, marker):
+    odd = np.ones((3, 4), "float64")
+    hostile = with_weights(safe_members, lambda h: _replace(h, KERNEL, data=odd))
+    refused(archive(tmp_path, hostile), UnsafeModelError,
+            "shape \\(3, 4\\) and dtype float64, unlike any variable", marker)
+
+
+@pytest.mark.parametrize("kind", ["soft", "external"])
+def test_h5_links_are_refused(tmp_path, safe_members, marker, kind):
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as handle:
+        handle["data"] = np.zeros((4, 3), "float32")
+
+    def edit(handle: Any) -> None:
+        del handle[KERNEL]
+        handle[KERNEL] = (
+            h5py.SoftLink("/layers/dense_1/vars/0") if kind == "soft"
+            else h5py.ExternalLink(str(other), "/data")
+        )
+
+    refused(archive(tmp_path, with_weights(safe_members, edit)), UnsafeModelError,
+            f"'{KERNEL}' is an HDF5 {kind.capitalize()}Link", marker)
+
+
+def test_h5_external_storage_is_refused(tmp_path, safe_members, marker):
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(b"\0" * 48)
+    hostile = with_weights(
+        safe_members,
+        lambda h: _replace(h, KERNEL, shape=(4, 3), dtype="f4", external=[(str(raw), 0, 48)]),
+    )
+    refused(archive(tmp_path, hostile), UnsafeModelError, "external storage", marker)
+
+
+def test_h5_virtual_dataset_is_refused(tmp_path, safe_members, marker):
+    other = tmp_path / "source.h5"
+    with h5py.File(other, "w") as handle:
+        handle["data"] = np.zeros((4, 3), "float32")
+
+    def edit(handle: Any) -> None:
+        layout = h5py.VirtualLayout(shape=(4, 3), dtype="f4")
+        layout[:] = h5py.VirtualSource(str(other), "data", shape=(4, 3))
+        del handle[KERNEL]
+        handle["layers/dense/vars"].create_virtual_dataset("0", layout)
+
+    refused(archive(tmp_path, with_weights(safe_members, edit)), UnsafeModelError,
+            "virtual", marker)
+
+
+def test_h5_filter_loaded_as_plugin_is_refused(tmp_path, safe_members, marker):
+    hostile = with_weights(
+        safe_members,
+        lambda h: _replace(h, KERNEL, shape=(4, 3), dtype="f4", chunks=(4, 3),
+                           compression=32001, allow_unknown_filter=True),
+    )
+    refused(archive(tmp_path, hostile), UnsafeModelError, "filter 32001.*plugin", marker)
+
+
+def test_h5_object_values_are_refused(tmp_path, safe_members, marker):
+    hostile = with_weights(
+        safe_members,
+        lambda h: _replace(h, KERNEL, data=np.array(["a", "b"], dtype=h5py.string_dtype())),
+    )
+    refused(archive(tmp_path, hostile), UnsafeModelError, "weights are numbers", marker)
+
+
+def test_h5_large_attributes_are_refused(tmp_path, safe_members, marker):
+    def edit(handle: Any) -> None:
+        extra = handle.create_group("extra")  # new objects may hold large attributes
+        extra.attrs.create("padding", np.zeros(10_000, "f4"))
+        extra.create_group("inner").attrs.create(
+            "names", ["x"] * 200_000, dtype=h5py.string_dtype()
+        )
+
+    path = archive(tmp_path, with_weights(safe_members, edit))
+    refused(path, UnsafeModelError, "attribute 'padding' of 'extra' holds 10000 values", marker,
+            limits=ArchiveLimits(max_h5_attribute_bytes=1000))
+    refused(path, UnsafeModelError, "attribute 'names' of 'extra/inner' holds 200000", marker)
+
+
+def test_h5_object_count_is_bounded(tmp_path, safe_members, marker):
+    def edit(handle: Any) -> None:
+        group = handle.create_group("many")
+        for i in range(60):
+            group.create_group(str(i))
+
+    refused(archive(tmp_path, with_weights(safe_members, edit)), UnsafeModelError,
+            "more than 50 HDF5 objects", marker, limits=ArchiveLimits(max_h5_objects=50))
+
+
+# -- legacy .h5 model files get the same checks --------------------------------------------
+
+
+def _edit_h5_config(source: Path, target: Path, edit: Any) -> Path:
+    target.write_bytes(source.read_bytes())
+    with h5py.File(target, "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        edit(config)
+        handle.attrs["model_config"] = json.dumps(config)
+    return target
+
+
+def _legacy_lambda(config: dict[str, Any], marker: Path) -> None:
+    code = lambda_bytecode(marker)
+    out = next(item for item in config["config"]["layers"] if item["config"]["name"] == "out")
+    out["class_name"] = "Lambda"
+    out["config"] = {"name": "out", "function": [code["code"], None, None],
+                     "function_type": "lambda", "module": "builtins", "output_shape": None,
+                     "arguments": {}}
+
+
+def test_h5_lambda_bytecode_cve_2025_9905(tmp_path, saved, marker):
+    path = _edit_h5_config(saved["h5"], tmp_path / "lambda.h5",
+                           lambda c: _legacy_lambda(c, marker))
+    refused(path, UnsafeModelError, "Lambda layers run code", marker)
+
+
+def test_h5_lambda_payload_is_live(tmp_path, saved):
+    live = tmp_path / "live-marker"
+    path = _edit_h5_config(saved["h5"], tmp_path / "lambda.h5", lambda c: _legacy_lambda(c, live))
+    with warnings.catch_warnings(), pytest.raises(Exception):  # noqa: B017, PT011
+        warnings.simplefilter("ignore")
+        keras.saving.load_model(path, safe_mode=False)  # runs it, then fails on weights
+    assert live.exists()
+
+
+def test_h5_foreign_function_and_file_layer(tmp_path, saved, marker):
+    def edit(config: dict[str, Any]) -> None:
+        hidden = next(i for i in config["config"]["layers"] if i["config"]["name"] == "hidden")
+        hidden["config"]["activation"] = function_ref("os", "system")
+        hidden["config"]["kernel_initializer"] = {"module": "keras.layers",
+                                                  "class_name": "TFSMLayer", "config": {}}
+
+    path = _edit_h5_config(saved["h5"], tmp_path / "foreign.h5", edit)
+    error = refused(path, UnsafeModelError, "os.system", marker)
+    assert "TFSMLayer" in str(error)
+
+
+def test_h5_shape_bomb_is_refused(tmp_path, saved, marker):
+    path = tmp_path / "bomb.h5"
+    path.write_bytes(saved["h5"].read_bytes())
+    with h5py.File(path, "r+") as handle:
+        handle.create_dataset("model_weights/bomb", shape=(10**6, 10**6), dtype="f4",
+                              chunks=(1000, 1000))
+    refused(path, UnsafeModelError, "declare 4000000000\\d+ bytes", marker, compile=False)
+
+
+def test_h5_config_attribute_limits(tmp_path, saved, marker):
+    path = tmp_path / "deep.h5"
+    path.write_bytes(saved["h5"].read_bytes())
+    with h5py.File(path, "r+") as handle:
+        handle.attrs["model_config"] = '{"a": ' + "[" * 5000 + "]" * 5000 + "}"
+    refused(path, UnsafeModelError, "model_config.*nested 5001 levels", marker)
