@@ -323,7 +323,8 @@ class Resolver:
         if ref.legacy:
             return self._legacy_builtin(ref)
         if not _is_keras_module(module):
-            return self._refuse_foreign(ref, module)
+            self._refuse_foreign(ref, module)
+            return None
         return self._check_kind(ref, module, _keras.keras_symbol(f"{module}.{ref.name}"))
 
     def _builtin_function(self, ref: Reference, module: str) -> Resolved | None:
@@ -338,7 +339,8 @@ class Resolver:
         elif _is_keras_module(module):
             candidates = [(module, _keras.keras_symbol(f"{module}.{ref.name}"))]
         else:
-            return self._refuse_foreign(ref, module)
+            self._refuse_foreign(ref, module)
+            return None
         if not candidates:
             if module == "builtins" and hasattr(builtins, ref.name):
                 self._refuse_foreign(ref, module)

@@ -159,8 +159,13 @@ def lambda_layer(name: str, function: Any, inbound: dict[str, Any], **config: An
     return {
         "module": "keras.layers",
         "class_name": "Lambda",
-        "config": {"name": name, "trainable": True, "function": function, "arguments": {},
-                   **config},
+        "config": {
+            "name": name,
+            "trainable": True,
+            "function": function,
+            "arguments": {},
+            **config,
+        },
         "registered_name": None,
         "name": name,
         "inbound_nodes": [inbound],
@@ -177,8 +182,12 @@ def keras_tensor_arg(layer_name: str, shape: list[Any]) -> dict[str, Any]:
 
 def function_ref(module: str, name: str, registered: Any = None) -> dict[str, Any]:
     """Keras' serialized form of a function reference."""
-    return {"module": module, "class_name": "function", "config": name,
-            "registered_name": registered}
+    return {
+        "module": module,
+        "class_name": "function",
+        "config": name,
+        "registered_name": registered,
+    }
 
 
 def payload_module(directory: Path, name: str, marker: Path) -> Path:

@@ -22,8 +22,6 @@ import pytest
 from conftest import run_python
 from hostile_kit import (
     Members,
-    config_of,
-    deflate_bomb,
     function_ref,
     keras_tensor_arg,
     lambda_bytecode,
@@ -126,11 +124,15 @@ def test_second_config_member_is_refused(tmp_path, safe_members, marker):
 
 
 def test_member_differing_only_in_case_is_refused(tmp_path, safe_members, marker):
-    path = archive(tmp_path, [*safe_members, ("assets/Vocab.txt", b"a"), ("assets/vocab.txt", b"b")])
+    path = archive(
+        tmp_path, [*safe_members, ("assets/Vocab.txt", b"a"), ("assets/vocab.txt", b"b")]
+    )
     refused(path, UnsafeModelError, "twice", marker)
 
 
-@pytest.mark.parametrize("name", ["model.weights.npz", "payload.py", "config.json.bak", "Config.json"])
+@pytest.mark.parametrize(
+    "name", ["model.weights.npz", "payload.py", "config.json.bak", "Config.json"]
+)
 def test_unexpected_members_are_refused(tmp_path, safe_members, marker, name):
     path = archive(tmp_path, [*safe_members, (name, b"{}")])
     refused(path, UnsafeModelError, f"unexpected member '{name}'", marker)
@@ -278,7 +280,7 @@ def test_json_members_must_hold_objects(tmp_path, safe_members, marker, member, 
 def _out_as(config: dict[str, Any], replacement: dict[str, Any]) -> None:
     """Replace the "out" layer of the small model's config by ``replacement``."""
     items = layers_of(config)
-    items[[i for i, item in enumerate(items) if item["config"]["name"] == "out"][0]] = replacement
+    items[next(i for i, item in enumerate(items) if item["config"]["name"] == "out")] = replacement
 
 
 def _from_hidden(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -324,8 +326,14 @@ def test_arbitrary_module_function_cve_2025_1550(tmp_path, safe_members, marker,
 
 
 @pytest.mark.parametrize(
-    ("module", "name"), [("os", "system"), ("subprocess", "run"), ("builtins", "exec"),
-                         ("tensorflow.io", "write_file"), ("numpy", "save")]
+    ("module", "name"),
+    [
+        ("os", "system"),
+        ("subprocess", "run"),
+        ("builtins", "exec"),
+        ("tensorflow.io", "write_file"),
+        ("numpy", "save"),
+    ],
 )
 def test_standard_library_and_framework_functions_are_unsafe(
     tmp_path, safe_members, marker, module, name
@@ -349,8 +357,13 @@ def test_allow_imports_never_imports_outside_the_prefix(
         safe_members,
         lambda c: layer(c, "hidden")["config"].update(activation=function_ref(module, "pwn")),
     )
-    refused(archive(tmp_path, hostile), MissingObjectsError, "pwn", marker,
-            allow_imports=("hostile_payload",))
+    refused(
+        archive(tmp_path, hostile),
+        MissingObjectsError,
+        "pwn",
+        marker,
+        allow_imports=("hostile_payload",),
+    )
 
 
 def test_safe_mode_switch_then_lambda_cve_2025_9906(tmp_path, safe_members, marker):
@@ -378,8 +391,11 @@ def test_get_file_through_lambda_cve_2025_8747_and_12060(tmp_path, safe_members,
         "out",
         function_ref("keras.utils", "get_file"),
         _from_hidden(),
-        arguments={"origin": f"file://{tmp_path}/archive.tar", "extract": True,
-                   "cache_dir": str(tmp_path)},
+        arguments={
+            "origin": f"file://{tmp_path}/archive.tar",
+            "extract": True,
+            "cache_dir": str(tmp_path),
+        },
     )
     hostile = with_config(safe_members, lambda c: _out_as(c, getter))
     refused(archive(tmp_path, hostile), UnsafeModelError, "keras.utils.get_file", marker)
@@ -390,12 +406,19 @@ def test_object_in_functional_node_arguments_is_checked(tmp_path, safe_members, 
     # there is as live as a layer.
     def edit(config: dict[str, Any]) -> None:
         node = layer(config, "out")["inbound_nodes"][0]
-        node["kwargs"]["training"] = {"module": "keras.utils", "class_name": "get_file",
-                                      "config": {"origin": "http://example.invalid/x"},
-                                      "registered_name": None}
+        node["kwargs"]["training"] = {
+            "module": "keras.utils",
+            "class_name": "get_file",
+            "config": {"origin": "http://example.invalid/x"},
+            "registered_name": None,
+        }
 
-    error = refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
-                    "keras.utils.get_file", marker)
+    error = refused(
+        archive(tmp_path, with_config(safe_members, edit)),
+        UnsafeModelError,
+        "keras.utils.get_file",
+        marker,
+    )
     assert "out.inbound_nodes[0].kwargs.training" in str(error)
 
 
@@ -403,7 +426,9 @@ def _set_floatx_through_lambda(config: dict[str, Any]) -> None:
     # As in the published proof of concept: Lambda.call(inputs) runs
     # function(inputs), and `inputs` comes from the node's kwargs.
     setter = lambda_layer(
-        "out", function_ref("keras.config", "set_floatx"), {"args": [], "kwargs": {"inputs": "float16"}}
+        "out",
+        function_ref("keras.config", "set_floatx"),
+        {"args": [], "kwargs": {"inputs": "float16"}},
     )
     _out_as(config, setter)
     config["config"]["output_layers"] = [["hidden", 0, 0]]
@@ -443,14 +468,24 @@ def test_keras_config_setter_as_activation(tmp_path, safe_members, marker):
             activation=function_ref("keras.config", "disable_traceback_filtering")
         ),
     )
-    refused(archive(tmp_path, hostile), UnsafeModelError,
-            "keras.config.disable_traceback_filtering", marker)
+    refused(
+        archive(tmp_path, hostile),
+        UnsafeModelError,
+        "keras.config.disable_traceback_filtering",
+        marker,
+    )
 
 
 @pytest.mark.parametrize(
     ("module", "name"),
-    [("keras.activations", "deserialize"), ("keras.activations", "get"), ("keras.losses", "get"),
-     ("builtins", "get"), ("builtins", "serialize"), ("keras.ops", "relu")],
+    [
+        ("keras.activations", "deserialize"),
+        ("keras.activations", "get"),
+        ("keras.losses", "get"),
+        ("builtins", "get"),
+        ("builtins", "serialize"),
+        ("keras.ops", "relu"),
+    ],
 )
 def test_functions_that_are_not_model_parts(tmp_path, safe_members, marker, module, name):
     hostile = with_config(
@@ -468,8 +503,12 @@ def test_layers_that_load_files_or_code_cve_2026_1462(tmp_path, safe_members, ma
         hidden["class_name"] = class_name
         hidden["config"]["filepath"] = str(tmp_path / "saved_model")
 
-    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
-            f"keras.layers.{class_name} layers run code or load files", marker)
+    refused(
+        archive(tmp_path, with_config(safe_members, edit)),
+        UnsafeModelError,
+        f"keras.layers.{class_name} layers run code or load files",
+        marker,
+    )
 
 
 def test_vocabulary_path_cve_2025_12058(tmp_path, safe_members, marker):
@@ -481,21 +520,33 @@ def test_vocabulary_path_cve_2025_12058(tmp_path, safe_members, marker):
         hidden["class_name"] = "StringLookup"
         hidden["config"] = {"name": "hidden", "vocabulary": str(secret)}
 
-    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
-            "StringLookup.vocabulary=.*secret.txt", marker)
+    refused(
+        archive(tmp_path, with_config(safe_members, edit)),
+        UnsafeModelError,
+        "StringLookup.vocabulary=.*secret.txt",
+        marker,
+    )
 
 
 def test_typespec_and_legacy_tf_objects_are_refused(tmp_path, safe_members, marker):
     def edit(config: dict[str, Any]) -> None:
         node = layer(config, "out")["inbound_nodes"][0]
-        node["kwargs"]["spec"] = {"class_name": "__typespec__", "spec_name": "TensorSpec",
-                                  "module": "tensorflow", "registered_name": None,
-                                  "config": [[None], "float32"]}
-        node["kwargs"]["legacy"] = {"class_name": "TypeSpec", "type_spec": "tf.TensorSpec",
-                                    "serialized": []}
+        node["kwargs"]["spec"] = {
+            "class_name": "__typespec__",
+            "spec_name": "TensorSpec",
+            "module": "tensorflow",
+            "registered_name": None,
+            "config": [[None], "float32"],
+        }
+        node["kwargs"]["legacy"] = {
+            "class_name": "TypeSpec",
+            "type_spec": "tf.TensorSpec",
+            "serialized": [],
+        }
 
-    error = refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
-                    "__typespec__", marker)
+    error = refused(
+        archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError, "__typespec__", marker
+    )
     assert "TypeSpec" in str(error)
 
 
@@ -509,8 +560,12 @@ def test_shared_object_id_cannot_smuggle_another_class(tmp_path, safe_members, m
         layer(config, "hidden")["shared_object_id"] = 7
         layer(config, "out")["config"]["kernel_initializer"]["shared_object_id"] = 7
 
-    error = refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
-                    "shared_object_id 7 names keras.initializers.GlorotUniform here", marker)
+    error = refused(
+        archive(tmp_path, with_config(safe_members, edit)),
+        UnsafeModelError,
+        "shared_object_id 7 names keras.initializers.GlorotUniform here",
+        marker,
+    )
     assert "keras.layers.Dense" in str(error)
 
 
@@ -520,12 +575,19 @@ def test_shared_object_id_across_compile_config(tmp_path, safe_members, marker):
     def edit(config: dict[str, Any]) -> None:
         layer(config, "hidden")["shared_object_id"] = 11
         config["compile_config"]["loss"] = {
-            "module": "keras.losses", "class_name": "MeanSquaredError",
-            "config": {"name": "mse"}, "registered_name": None, "shared_object_id": 11,
+            "module": "keras.losses",
+            "class_name": "MeanSquaredError",
+            "config": {"name": "mse"},
+            "registered_name": None,
+            "shared_object_id": 11,
         }
 
-    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
-            "shared_object_id 11", marker)
+    refused(
+        archive(tmp_path, with_config(safe_members, edit)),
+        UnsafeModelError,
+        "shared_object_id 11",
+        marker,
+    )
 
 
 def test_shared_object_id_must_be_an_integer(tmp_path, safe_members, marker):
@@ -541,8 +603,9 @@ def test_tagged_dict_cannot_hide_a_layer(tmp_path, safe_members, marker):
         hidden["__keras_safe__"] = "dict"
         hidden["class_name"] = "TFSMLayer"
 
-    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError, "TFSMLayer",
-            marker)
+    refused(
+        archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError, "TFSMLayer", marker
+    )
 
 
 def test_null_registered_name_is_resolved_as_keras_does(tmp_path, safe_members, marker):
@@ -552,8 +615,13 @@ def test_null_registered_name_is_resolved_as_keras_does(tmp_path, safe_members, 
         hidden = layer(config, "hidden")
         hidden.update(class_name="TFSMLayer", registered_name=None)
 
-    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError, "TFSMLayer",
-            marker, custom_objects={"TFSMLayer": keras.layers.Dense})
+    refused(
+        archive(tmp_path, with_config(safe_members, edit)),
+        UnsafeModelError,
+        "TFSMLayer",
+        marker,
+        custom_objects={"TFSMLayer": keras.layers.Dense},
+    )
 
 
 def test_legacy_string_replaced_by_a_keras_function(tmp_path, safe_members, marker):
@@ -564,8 +632,12 @@ def test_legacy_string_replaced_by_a_keras_function(tmp_path, safe_members, mark
         del hidden["module"]
         hidden["config"]["activation"] = "deserialize"
 
-    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
-            "hidden.activation: the string 'deserialize'", marker)
+    refused(
+        archive(tmp_path, with_config(safe_members, edit)),
+        UnsafeModelError,
+        "hidden.activation: the string 'deserialize'",
+        marker,
+    )
 
 
 def test_legacy_class_names_must_be_model_parts(tmp_path, safe_members, marker):
@@ -574,18 +646,28 @@ def test_legacy_class_names_must_be_model_parts(tmp_path, safe_members, marker):
         del hidden["module"]
         hidden["class_name"] = "serialization_lib"
 
-    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
-            "serialization_lib", marker)
+    refused(
+        archive(tmp_path, with_config(safe_members, edit)),
+        UnsafeModelError,
+        "serialization_lib",
+        marker,
+    )
 
 
 def test_numpy_constant_with_a_huge_dtype(tmp_path, safe_members, marker):
     def edit(config: dict[str, Any]) -> None:
         node = layer(config, "out")["inbound_nodes"][0]
-        node["kwargs"]["mask"] = {"class_name": "__numpy__",
-                                  "config": {"value": [1], "dtype": "V2000000000"}}
+        node["kwargs"]["mask"] = {
+            "class_name": "__numpy__",
+            "config": {"value": [1], "dtype": "V2000000000"},
+        }
 
-    refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
-            "__numpy__ value of dtype 'V2000000000'", marker)
+    refused(
+        archive(tmp_path, with_config(safe_members, edit)),
+        UnsafeModelError,
+        "__numpy__ value of dtype 'V2000000000'",
+        marker,
+    )
 
 
 @pytest.mark.parametrize("name", ["..", ".", "a/b", "x\\y"])
@@ -599,8 +681,12 @@ def test_malformed_references(tmp_path, safe_members, marker):
         layer(config, "hidden")["registered_name"] = {"not": "a string"}
         layer(config, "out")["class_name"] = 42
 
-    error = refused(archive(tmp_path, with_config(safe_members, edit)), UnsafeModelError,
-                    "cannot interpret", marker)
+    error = refused(
+        archive(tmp_path, with_config(safe_members, edit)),
+        UnsafeModelError,
+        "cannot interpret",
+        marker,
+    )
     assert "42" in str(error)
 
 
@@ -608,11 +694,13 @@ def test_variable_memory_bomb_is_refused_before_allocating(tmp_path, safe_member
     import resource
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    hostile = with_config(
-        safe_members, lambda c: layer(c, "hidden")["config"].update(units=10**9)
+    hostile = with_config(safe_members, lambda c: layer(c, "hidden")["config"].update(units=10**9))
+    refused(
+        archive(tmp_path, hostile),
+        UnsafeModelError,
+        "allocate more than its weights file could fill.*hidden/kernel",
+        marker,
     )
-    refused(archive(tmp_path, hostile), UnsafeModelError,
-            "allocate more than its weights file could fill.*hidden/kernel", marker)
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 1 << 20, f"RSS grew by {grown_kib} KiB"
 
@@ -635,27 +723,40 @@ def test_h5_dataset_declaring_a_huge_size_is_refused_unread(tmp_path, safe_membe
 
     hostile = with_weights(
         safe_members,
-        lambda h: _replace(h, KERNEL, shape=(40_000, 20_000), dtype="f4", chunks=(1000, 1000),
-                           fillvalue=1.0),
+        lambda h: _replace(
+            h, KERNEL, shape=(40_000, 20_000), dtype="f4", chunks=(1000, 1000), fillvalue=1.0
+        ),
     )
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    refused(archive(tmp_path, hostile), UnsafeModelError,
-            "model.weights.h5.*declare 32000\\d+ bytes but the file holds", marker)
+    refused(
+        archive(tmp_path, hostile),
+        UnsafeModelError,
+        "model.weights.h5.*declare 32000\\d+ bytes but the file holds",
+        marker,
+    )
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 1 << 20
 
 
 def test_h5_dataset_larger_than_any_variable_is_refused_unread(tmp_path, safe_members, marker):
     big = np.ones((512, 512), "float32")  # really stored: the file grows to hold it
     hostile = with_weights(safe_members, lambda h: _replace(h, KERNEL, data=big))
-    refused(archive(tmp_path, hostile), UnsafeModelError,
-            f"dataset '{KERNEL}' has shape \\(512, 512\\).*larger than any variable", marker)
+    refused(
+        archive(tmp_path, hostile),
+        UnsafeModelError,
+        f"dataset '{KERNEL}' has shape \\(512, 512\\).*larger than any variable",
+        marker,
+    )
 
 
 def test_h5_dataset_unlike_every_variable_is_refused_unread(tmp_path, safe_members, marker):
     odd = np.ones((3, 4), "float64")
     hostile = with_weights(safe_members, lambda h: _replace(h, KERNEL, data=odd))
-    refused(archive(tmp_path, hostile), UnsafeModelError,
-            "shape \\(3, 4\\) and dtype float64, unlike any variable", marker)
+    refused(
+        archive(tmp_path, hostile),
+        UnsafeModelError,
+        "shape \\(3, 4\\) and dtype float64, unlike any variable",
+        marker,
+    )
 
 
 @pytest.mark.parametrize("kind", ["soft", "external"])
@@ -667,12 +768,17 @@ def test_h5_links_are_refused(tmp_path, safe_members, marker, kind):
     def edit(handle: Any) -> None:
         del handle[KERNEL]
         handle[KERNEL] = (
-            h5py.SoftLink("/layers/dense_1/vars/0") if kind == "soft"
+            h5py.SoftLink("/layers/dense_1/vars/0")
+            if kind == "soft"
             else h5py.ExternalLink(str(other), "/data")
         )
 
-    refused(archive(tmp_path, with_weights(safe_members, edit)), UnsafeModelError,
-            f"'{KERNEL}' is an HDF5 {kind.capitalize()}Link", marker)
+    refused(
+        archive(tmp_path, with_weights(safe_members, edit)),
+        UnsafeModelError,
+        f"'{KERNEL}' is an HDF5 {kind.capitalize()}Link",
+        marker,
+    )
 
 
 def test_h5_external_storage_is_refused(tmp_path, safe_members, marker):
@@ -696,15 +802,23 @@ def test_h5_virtual_dataset_is_refused(tmp_path, safe_members, marker):
         del handle[KERNEL]
         handle["layers/dense/vars"].create_virtual_dataset("0", layout)
 
-    refused(archive(tmp_path, with_weights(safe_members, edit)), UnsafeModelError,
-            "virtual", marker)
+    refused(
+        archive(tmp_path, with_weights(safe_members, edit)), UnsafeModelError, "virtual", marker
+    )
 
 
 def test_h5_filter_loaded_as_plugin_is_refused(tmp_path, safe_members, marker):
     hostile = with_weights(
         safe_members,
-        lambda h: _replace(h, KERNEL, shape=(4, 3), dtype="f4", chunks=(4, 3),
-                           compression=32001, allow_unknown_filter=True),
+        lambda h: _replace(
+            h,
+            KERNEL,
+            shape=(4, 3),
+            dtype="f4",
+            chunks=(4, 3),
+            compression=32001,
+            allow_unknown_filter=True,
+        ),
     )
     refused(archive(tmp_path, hostile), UnsafeModelError, "filter 32001.*plugin", marker)
 
@@ -726,8 +840,13 @@ def test_h5_large_attributes_are_refused(tmp_path, safe_members, marker):
         )
 
     path = archive(tmp_path, with_weights(safe_members, edit))
-    refused(path, UnsafeModelError, "attribute 'padding' of 'extra' holds 10000 values", marker,
-            limits=ArchiveLimits(max_h5_attribute_bytes=1000))
+    refused(
+        path,
+        UnsafeModelError,
+        "attribute 'padding' of 'extra' holds 10000 values",
+        marker,
+        limits=ArchiveLimits(max_h5_attribute_bytes=1000),
+    )
     refused(path, UnsafeModelError, "attribute 'names' of 'extra/inner' holds 200000", marker)
 
 
@@ -737,8 +856,13 @@ def test_h5_object_count_is_bounded(tmp_path, safe_members, marker):
         for i in range(60):
             group.create_group(str(i))
 
-    refused(archive(tmp_path, with_weights(safe_members, edit)), UnsafeModelError,
-            "more than 50 HDF5 objects", marker, limits=ArchiveLimits(max_h5_objects=50))
+    refused(
+        archive(tmp_path, with_weights(safe_members, edit)),
+        UnsafeModelError,
+        "more than 50 HDF5 objects",
+        marker,
+        limits=ArchiveLimits(max_h5_objects=50),
+    )
 
 
 # -- legacy .h5 model files get the same checks --------------------------------------------
@@ -757,21 +881,25 @@ def _legacy_lambda(config: dict[str, Any], marker: Path) -> None:
     code = lambda_bytecode(marker)
     out = next(item for item in config["config"]["layers"] if item["config"]["name"] == "out")
     out["class_name"] = "Lambda"
-    out["config"] = {"name": "out", "function": [code["code"], None, None],
-                     "function_type": "lambda", "module": "builtins", "output_shape": None,
-                     "arguments": {}}
+    out["config"] = {
+        "name": "out",
+        "function": [code["code"], None, None],
+        "function_type": "lambda",
+        "module": "builtins",
+        "output_shape": None,
+        "arguments": {},
+    }
 
 
 def test_h5_lambda_bytecode_cve_2025_9905(tmp_path, saved, marker):
-    path = _edit_h5_config(saved["h5"], tmp_path / "lambda.h5",
-                           lambda c: _legacy_lambda(c, marker))
+    path = _edit_h5_config(saved["h5"], tmp_path / "lambda.h5", lambda c: _legacy_lambda(c, marker))
     refused(path, UnsafeModelError, "Lambda layers run code", marker)
 
 
 def test_h5_lambda_payload_is_live(tmp_path, saved):
     live = tmp_path / "live-marker"
     path = _edit_h5_config(saved["h5"], tmp_path / "lambda.h5", lambda c: _legacy_lambda(c, live))
-    with warnings.catch_warnings(), pytest.raises(Exception):  # noqa: B017, PT011
+    with warnings.catch_warnings(), pytest.raises(Exception):  # noqa: B017
         warnings.simplefilter("ignore")
         keras.saving.load_model(path, safe_mode=False)  # runs it, then fails on weights
     assert live.exists()
@@ -781,8 +909,11 @@ def test_h5_foreign_function_and_file_layer(tmp_path, saved, marker):
     def edit(config: dict[str, Any]) -> None:
         hidden = next(i for i in config["config"]["layers"] if i["config"]["name"] == "hidden")
         hidden["config"]["activation"] = function_ref("os", "system")
-        hidden["config"]["kernel_initializer"] = {"module": "keras.layers",
-                                                  "class_name": "TFSMLayer", "config": {}}
+        hidden["config"]["kernel_initializer"] = {
+            "module": "keras.layers",
+            "class_name": "TFSMLayer",
+            "config": {},
+        }
 
     path = _edit_h5_config(saved["h5"], tmp_path / "foreign.h5", edit)
     error = refused(path, UnsafeModelError, "os.system", marker)
@@ -793,8 +924,9 @@ def test_h5_shape_bomb_is_refused(tmp_path, saved, marker):
     path = tmp_path / "bomb.h5"
     path.write_bytes(saved["h5"].read_bytes())
     with h5py.File(path, "r+") as handle:
-        handle.create_dataset("model_weights/bomb", shape=(10**6, 10**6), dtype="f4",
-                              chunks=(1000, 1000))
+        handle.create_dataset(
+            "model_weights/bomb", shape=(10**6, 10**6), dtype="f4", chunks=(1000, 1000)
+        )
     refused(path, UnsafeModelError, "declare 4000000000\\d+ bytes", marker, compile=False)
 
 
@@ -804,3 +936,124 @@ def test_h5_config_attribute_limits(tmp_path, saved, marker):
     with h5py.File(path, "r+") as handle:
         handle.attrs["model_config"] = '{"a": ' + "[" * 5000 + "]" * 5000 + "}"
     refused(path, UnsafeModelError, "model_config.*nested 5001 levels", marker)
+
+
+# -- digests and signatures: what they catch and what they cannot ------------------------
+
+
+def test_edited_member_is_caught_by_its_digest(tmp_path, safe_members, marker):
+    hostile = with_config(
+        safe_members, lambda c: layer(c, "hidden")["config"].update(units=4), resign=False
+    )
+    refused(archive(tmp_path, hostile), IntegrityError, "Member 'config.json'.*SHA-256", marker)
+
+
+def test_corrupted_weights_are_caught_by_their_digest(tmp_path, safe_members, marker):
+    weights = bytearray(dict(safe_members)["model.weights.h5"])
+    weights[-100] ^= 0xFF
+    path = archive(tmp_path, replace_member(safe_members, "model.weights.h5", bytes(weights)))
+    refused(path, IntegrityError, "Member 'model.weights.h5'.*SHA-256", marker)
+
+
+def test_member_added_after_saving_is_caught(tmp_path, safe_members, marker):
+    path = archive(tmp_path, [*safe_members, ("assets/extra.txt", b"x")])
+    refused(path, IntegrityError, "'assets/extra.txt'.*not in its manifest", marker)
+
+
+def test_edited_and_redigested_file_passes_digests_but_not_a_pin(
+    tmp_path, saved, safe_members, marker
+):
+    # Digests catch corruption, not an attacker who rewrites the manifest too:
+    # only a pinned digest (or a signature) tells the files apart.
+    pinned = keras_safe.inspect(saved["safe"]).digest
+    hostile = with_config(safe_members, lambda c: layer(c, "hidden")["config"].update(units=4))
+    path = archive(tmp_path, hostile)
+    assert keras_safe.inspect(path).digest != pinned
+    refused(path, IntegrityError, "not the expected", marker, expected_digest=pinned)
+    assert keras_safe.load(saved["safe"], expected_digest=pinned) is not None
+
+
+def test_manifest_removed_cannot_satisfy_a_pin_or_a_key(tmp_path, safe_members, marker):
+    metadata = json.loads(dict(safe_members)["metadata.json"])
+    del metadata["keras_safe"]
+    path = archive(
+        tmp_path, replace_member(safe_members, "metadata.json", json.dumps(metadata).encode())
+    )
+    refused(path, IntegrityError, "no keras_safe manifest", marker, expected_digest="0" * 64)
+    refused(path, IntegrityError, "not signed", marker, verify_key=b"key")
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("signed") / "signed.keras"
+    keras_safe.save(small_model(), path, signing_key=b"team key")
+    return path
+
+
+def test_signature_verifies_with_the_key(signed):
+    assert keras_safe.load(signed, verify_key=b"team key") is not None
+    assert keras_safe.verify(signed, verify_key=b"team key").ok
+
+
+def test_signature_with_another_key_is_refused(signed, marker):
+    refused(signed, IntegrityError, "does not match verify_key", marker, verify_key=b"guess")
+
+
+def test_unsigned_file_is_refused_when_a_key_is_given(saved, marker):
+    refused(saved["safe"], IntegrityError, "is not signed", marker, verify_key=b"team key")
+
+
+def test_file_edited_after_signing_is_refused(tmp_path, signed, marker):
+    members = read_members(signed)
+    # Keep the old signature, redo every digest: the signature covers them.
+    hostile = with_config(members, lambda c: layer(c, "hidden")["config"].update(units=4))
+    metadata = json.loads(dict(hostile)["metadata.json"])
+    metadata["keras_safe"]["signature"] = json.loads(dict(members)["metadata.json"])["keras_safe"][
+        "signature"
+    ]
+    hostile = replace_member(hostile, "metadata.json", json.dumps(metadata).encode())
+    refused(
+        archive(tmp_path, hostile),
+        IntegrityError,
+        "does not match verify_key",
+        marker,
+        verify_key=b"team key",
+    )
+
+
+# -- nothing in a file switches the checks off -----------------------------------------------
+
+
+def test_file_content_cannot_switch_checks_off(tmp_path, safe_members, marker):
+    def edit(config: dict[str, Any]) -> None:
+        config["safe_mode"] = False
+        config["config"]["safe_mode"] = False
+        code = {"class_name": "__lambda__", "config": lambda_bytecode(marker)}
+        _out_as(config, lambda_layer("out", code, _from_hidden(), safe_mode=False))
+
+    members = with_config(safe_members, edit)
+    metadata = json.loads(dict(members)["metadata.json"])
+    metadata.update(safe_mode=False, allow_imports=["os"], custom_objects={"Lambda": "builtins"})
+    metadata["keras_safe"]["allow_imports"] = ["os"]
+    members = replace_member(members, "metadata.json", json.dumps(metadata).encode())
+    refused(archive(tmp_path, members), UnsafeModelError, "Lambda layers run code", marker)
+
+
+@pytest.mark.slow
+def test_process_wide_unsafe_mode_does_not_reach_keras_safe(tmp_path, safe_members, marker):
+    # Even if the process (or a previous file) turned Keras' safe mode off,
+    # keras_safe refuses code and pins safe mode while Keras builds.
+    path = lambda_file(tmp_path, safe_members, marker)
+    result = run_python(
+        """
+        import sys, keras, keras_safe
+        keras.config.enable_unsafe_deserialization()
+        try:
+            keras_safe.load(sys.argv[1])
+        except keras_safe.UnsafeModelError as error:
+            print("refused:", str(error).splitlines()[1])
+        """,
+        str(path),
+    )
+    assert "refused:" in result.stdout and "Lambda" in result.stdout
+    assert not marker.exists()
