@@ -37,7 +37,8 @@ WORKER = textwrap.dedent(
     from pathlib import Path
     from fuzz_kit import make_seeds, mutate, run_case
 
-    workdir, first, last, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    workdir = Path(sys.argv[1])
+    first, last, seed = (int(arg) for arg in sys.argv[2:5])
     seeds = make_seeds(workdir)
     print("ready", flush=True)
     warnings.simplefilter("ignore")
