@@ -1,11 +1,13 @@
 """``load``, ``inspect`` and ``verify``: every check before Keras parses a byte.
 
-``load_archive`` reads top to bottom as the order of the checks: pins
+``load_archive`` reads top to bottom as the order of the checks (the
+archive's names, sizes and layout were checked when it was opened): pins
 (expected digest, signature), the member list against the manifest, the
-config's digest, the reference allowlist, drift, and only then Keras
-rebuilding the model, while the weights are hashed on another core; the
-weights are read only after their digest matched, and the model is returned
-only if every weight in the file went into it.
+config's digest, the JSON guards, the reference allowlist, drift, and only
+then Keras rebuilding the model within a memory budget, while the weights
+are hashed on another core; the weights are read only after their digest
+matched and their HDF5 metadata passed the checks of ``h5guard``, and the
+model is returned only if every weight in the file went into it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from keras_safe.errors import (
     CompatibilityError,
     IntegrityError,
     KerasSafeError,
-    MissingObjectsError,
     UnsafeModelError,
     _UsageError,
 )
@@ -44,8 +45,7 @@ from keras_safe.integrity import (
 )
 from keras_safe.limits import ArchiveLimits, resolve_limits
 from keras_safe.manifest import Manifest, environment
-from keras_safe.policy import Reference, Resolved, Resolver, iter_references, normalize_prefixes
-from keras_safe.screen import screen_references
+from keras_safe.policy import Resolver, normalize_prefixes, resolve_all
 
 __all__ = ["LoadOptions", "VerifyReport", "inspect", "load", "verify"]
 
@@ -258,79 +258,6 @@ def verify(filepath: str | os.PathLike[str], **load_kwargs: Any) -> VerifyReport
 
 
 # -- references ---------------------------------------------------------------------
-
-
-def resolve_all(
-    configs: list[dict[str, Any]], resolver: Resolver, manifest: Manifest | None, path: Path
-) -> list[Resolved]:
-    """Resolve every reference or raise, listing every unsafe or missing one.
-
-    Everything is checked without importing anything first; modules under
-    ``allow_imports`` are imported only for a file with nothing unsafe in it.
-    """
-    refs = [ref for config in configs for ref in iter_references(config, include_data=True)]
-    unsafe = screen_references(refs)
-    resolved: list[Resolved] = []
-    pending: list[Reference] = []
-    for ref in refs:
-        if ref.kind == "data":
-            continue
-        try:
-            found = resolver.resolve(ref, imports=False)
-        except UnsafeModelError as exc:
-            unsafe.append(str(exc))
-            continue
-        if found is None:
-            pending.append(ref)
-        else:
-            resolved.append(found)
-    if unsafe:
-        lines = "\n".join(f"  - {line}" for line in dict.fromkeys(unsafe))
-        raise UnsafeModelError(f"{path} refers to things keras_safe does not load:\n{lines}")
-    missing: dict[str, Reference] = {}
-    for ref in pending:
-        found = resolver.resolve(ref)
-        if found is None:
-            missing.setdefault(ref.key, ref)
-        else:
-            resolved.append(found)
-    if missing:
-        raise MissingObjectsError(
-            _missing_message(missing, manifest, resolver, path), tuple(missing)
-        )
-    return resolved
-
-
-def _missing_message(
-    missing: dict[str, Reference], manifest: Manifest | None, resolver: Resolver, path: Path
-) -> str:
-    lines, modules, distributions = [], [], []
-    for key, ref in missing.items():
-        record = manifest.object(key) if manifest is not None else None
-        module = (record.module if record else None) or ref.module
-        origin = record.origin if record else f"module {module or '?'}"
-        lines.append(f"  - {key} ({ref.kind}, {origin}; used at {ref.where})")
-        if module and module not in ("__main__", "builtins"):
-            modules.append(module)
-        if record and record.distribution:
-            distributions.append(f"{record.distribution}=={record.version}".rstrip("=None"))
-    packages = tuple(sorted({m.split(".")[0] for m in modules}))
-    fixes = []
-    if modules:
-        imports = ", ".join(dict.fromkeys(modules))
-        fixes.append(f"import the module(s) that define them first: import {imports}")
-        fixes.append(
-            f"or let keras_safe import them: keras_safe.load(path, allow_imports={packages!r})"
-        )
-    fixes.append("or pass them: keras_safe.load(path, custom_objects={'Name': Name, ...})")
-    if distributions:
-        fixes.append(f"if not installed: pip install {' '.join(dict.fromkeys(distributions))}")
-    if resolver.imported:
-        fixes.append(f"(imported via allow_imports: {', '.join(resolver.imported)})")
-    return (
-        f"{path} needs {len(missing)} custom object(s) that are not available in this "
-        "process:\n" + "\n".join(lines) + "\nFix: " + "\n     ".join(fixes)
-    )
 
 
 # -- loading ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from keras_safe.h5guard import scan_weights
 from keras_safe.jsonguard import parse_json_object
 from keras_safe.limits import ArchiveLimits
 from keras_safe.manifest import Manifest, MemberRecord, ModelSummary, ObjectRecord
-from keras_safe.policy import Reference, Resolver, iter_references
+from keras_safe.policy import Reference, Resolver, iter_references, resolve_all
 
 if TYPE_CHECKING:
     from keras_safe.loading import LoadOptions
@@ -203,8 +203,6 @@ def load_h5(path: Path, options: LoadOptions) -> Any:
     the bytes checked are the bytes loaded even if the path is replaced
     meanwhile.
     """
-    from keras_safe.loading import resolve_all
-
     if options.expected_digest is not None or options.verify_key is not None:
         raise IntegrityError(
             f"{path} is a legacy HDF5 file without a manifest, so it has no digest or "

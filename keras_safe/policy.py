@@ -1,8 +1,7 @@
 """The allowlist: every class or function a model config refers to, checked.
 
-:func:`iter_references` walks a whole config (layers at any depth, nested
-arguments, functional node arguments, the compile config) and yields each
-reference to a class or function. :class:`Resolver` decides what each may
+:func:`~keras_safe.references.iter_references` finds every reference in a
+config the way Keras reads it; :class:`Resolver` decides what each may
 resolve to: a Keras built-in of a kind models are made of, an object in the
 registry, an object the caller passed in ``custom_objects``, or an object
 registered by importing a module under an ``allow_imports`` prefix. Nothing
@@ -15,37 +14,24 @@ import builtins
 import importlib
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import keras
 
 from keras_safe import _keras
-from keras_safe.codec import TAG
-from keras_safe.errors import UnsafeModelError
+from keras_safe.errors import MissingObjectsError, UnsafeModelError
+from keras_safe.references import Reference, iter_references
 from keras_safe.registry import registry
-from keras_safe.screen import builtin_config_problem
+from keras_safe.screen import builtin_config_problem, screen_references
 
-__all__ = ["Reference", "Resolved", "Resolver", "iter_references"]
+if TYPE_CHECKING:
+    from keras_safe.manifest import Manifest
 
-# Keras' own data markers inside configs: values, not references (the legacy
-# JSON encoder's tuples and shapes too).
-_DATA_CLASSES = frozenset(
-    {
-        "__numpy__",
-        "__tensor__",
-        "__bytes__",
-        "__ellipsis__",
-        "__slice__",
-        "__keras_tensor__",
-        "__tuple__",
-        "TensorShape",
-    }
-)
-# Deserializing these runs code, or builds objects from a registry named by
-# the file (TensorFlow type specs, in Keras' legacy JSON decoder).
-_CODE_CLASSES = frozenset({"__lambda__", "__typespec__", "TypeSpec", "CompositeTensor"})
+__all__ = ["Reference", "Resolved", "Resolver", "iter_references", "resolve_all"]
+
 _FUNCTION_MODULES = ("keras.activations", "keras.losses", "keras.metrics")
 # Exported from those modules, but not model parts: they deserialize configs.
 _NOT_MODEL_FUNCTIONS = frozenset({"get", "serialize", "deserialize"})
@@ -69,165 +55,6 @@ _REFUSED_LAYERS: tuple[type, ...] = tuple(
 # Packages whose functions a config may name but that never hold model parts.
 _FOREIGN_PACKAGES = frozenset({"tensorflow", "tf", "numpy", "h5py", "jax", "torch", "builtins"})
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
-@dataclass(frozen=True)
-class Reference:
-    """One reference to a class or function inside a config.
-
-    ``kind`` is ``"class"``, ``"function"``, ``"enum"``, ``"code"`` (a
-    serialized lambda or type spec), ``"malformed"`` (a reference Keras
-    cannot interpret) or ``"data"`` (Keras' own value markers, yielded only
-    with ``include_data=True``). ``where`` is a readable location such as
-    ``"model > encoder > attention.kernel_initializer"``.
-
-    ``registered_name`` is the key Keras looks the object up by among custom
-    objects: None when the config has no such field (Keras then uses the
-    class name), ``""`` when the config sets it to null (Keras then looks up
-    only its built-ins). ``shared_id`` is the config's ``shared_object_id``;
-    ``legacy`` is True for class configs without a ``"module"`` field, which
-    Keras resolves with its legacy (name-table) deserializer.
-    """
-
-    kind: str
-    name: str
-    module: str | None
-    registered_name: str | None
-    where: str
-    config: Any = field(default=None, compare=False, repr=False)
-    shared_id: Any = field(default=None, compare=False)
-    legacy: bool = field(default=False, compare=False)
-
-    @property
-    def key(self) -> str:
-        """The name the object is looked up by (registered key if it has one)."""
-        if self.registered_name and ">" in self.registered_name:
-            return self.registered_name
-        return self.name
-
-
-@dataclass
-class _Walk:
-    layers: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
-
-    def where(self) -> str:
-        text = " > ".join(self.layers) or "<config>"
-        for part in self.args:
-            text += part if part.startswith("[") else f".{part}"
-        return text
-
-    def child(self, key: Any) -> _Walk:
-        return _Walk(self.layers, (*self.args, str(key)))
-
-
-def iter_references(config: Any, *, include_data: bool = False) -> Iterator[Reference]:
-    """Every class/function reference in ``config``, depth first.
-
-    Any dict with a ``"class_name"`` is a reference, wherever it sits and
-    whatever else it holds, because that is how Keras' deserializer reads
-    it; keras_safe's own tagged forms are references too.
-    """
-    for ref in _walk(config, _Walk(), in_compile=False):
-        if include_data or ref.kind != "data":
-            yield ref
-
-
-def _walk(node: Any, at: _Walk, in_compile: bool) -> Iterator[Reference]:
-    if isinstance(node, (list, tuple)):
-        for i, item in enumerate(node):
-            yield from _walk(item, _Walk(at.layers, (*at.args, f"[{i}]")), in_compile)
-        return
-    if isinstance(node, str):
-        if in_compile and ">" in node:
-            yield Reference("function", node, None, node, at.where())
-        return
-    if not isinstance(node, dict):
-        return
-    if TAG in node:
-        yield from _tagged(node, at)
-    if "class_name" in node:
-        yield from _walk_object(node, at, in_compile)
-        return
-    for key, value in node.items():
-        if key != TAG:
-            yield from _walk(value, at.child(key), in_compile or key == "compile_config")
-
-
-def _tagged(node: dict[str, Any], at: _Walk) -> Iterator[Reference]:
-    # keras_safe's codec resolves {TAG: "class"} by registered_name when it is
-    # a string, else as an exported Keras class; {TAG: "enum"} by key only.
-    tag = node.get(TAG)
-    if tag not in ("enum", "class"):
-        return
-    registered, name = node.get("registered_name"), node.get("class_name")
-    if isinstance(registered, str):
-        yield Reference(
-            "enum" if tag == "enum" else "class", registered, None, registered, at.where()
-        )
-    elif tag == "class" and isinstance(name, str):
-        yield Reference("class", name, _str_or_none(node.get("module")), "", at.where())
-    else:
-        yield Reference("malformed", repr(registered or name), None, None, at.where())
-
-
-def _walk_object(node: dict[str, Any], at: _Walk, in_compile: bool) -> Iterator[Reference]:
-    class_name = node.get("class_name")
-    module = node.get("module")
-    inner = node.get("config")
-    if not isinstance(class_name, str) or not isinstance(module, (str, type(None))):
-        yield Reference("malformed", repr(class_name), None, None, at.where())
-        return
-    if class_name in _DATA_CLASSES:
-        yield Reference("data", class_name, module, None, at.where(), inner)
-        for key, value in node.items():
-            if key not in ("class_name", "module"):
-                yield from _walk(value, at.child(key), in_compile)
-        return
-    if class_name in _CODE_CLASSES:
-        yield Reference("code", class_name, module, None, at.where())
-        return
-    registered = _registered_field(node)
-    if registered is None and "registered_name" in node and node["registered_name"] is not None:
-        yield Reference("malformed", repr(node["registered_name"]), module, None, at.where())
-        return
-    if class_name == "function":
-        if not isinstance(inner, str):
-            yield Reference("malformed", repr(inner), module, None, at.where())
-            return
-        yield Reference("function", inner, module, registered, at.where())
-        return
-    layer_name = inner.get("name") if isinstance(inner, dict) else None
-    here = _Walk((*at.layers, layer_name), ()) if isinstance(layer_name, str) and layer_name else at
-    yield Reference(
-        "class",
-        class_name,
-        module,
-        registered,
-        here.where(),
-        inner,
-        node.get("shared_object_id"),
-        "module" not in node,
-    )
-    for key, value in node.items():
-        if key in ("class_name", "module", "registered_name", "shared_object_id"):
-            continue
-        child = here if key == "config" else here.child(key)
-        yield from _walk(value, child, in_compile or key == "compile_config")
-
-
-def _registered_field(node: dict[str, Any]) -> str | None:
-    """The custom-object key Keras looks up: None = use class_name, "" = none."""
-    if "registered_name" not in node:
-        return None
-    value = node["registered_name"]
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -421,6 +248,82 @@ class Resolver:
         except ImportError:
             return  # reported as missing, with the manifest's hints
         self.imported.append(module)
+
+
+# -- every reference of a file ---------------------------------------------------------
+
+
+def resolve_all(
+    configs: list[dict[str, Any]], resolver: Resolver, manifest: Manifest | None, path: Path
+) -> list[Resolved]:
+    """Resolve every reference or raise, listing every unsafe or missing one.
+
+    Everything is checked without importing anything first; modules under
+    ``allow_imports`` are imported only for a file with nothing unsafe in it.
+    """
+    refs = [ref for config in configs for ref in iter_references(config, include_data=True)]
+    unsafe = screen_references(refs)
+    resolved: list[Resolved] = []
+    pending: list[Reference] = []
+    for ref in refs:
+        if ref.kind == "data":
+            continue
+        try:
+            found = resolver.resolve(ref, imports=False)
+        except UnsafeModelError as exc:
+            unsafe.append(str(exc))
+            continue
+        if found is None:
+            pending.append(ref)
+        else:
+            resolved.append(found)
+    if unsafe:
+        lines = "\n".join(f"  - {line}" for line in dict.fromkeys(unsafe))
+        raise UnsafeModelError(f"{path} refers to things keras_safe does not load:\n{lines}")
+    missing: dict[str, Reference] = {}
+    for ref in pending:
+        found = resolver.resolve(ref)
+        if found is None:
+            missing.setdefault(ref.key, ref)
+        else:
+            resolved.append(found)
+    if missing:
+        raise MissingObjectsError(
+            _missing_message(missing, manifest, resolver, path), tuple(missing)
+        )
+    return resolved
+
+
+def _missing_message(
+    missing: dict[str, Reference], manifest: Manifest | None, resolver: Resolver, path: Path
+) -> str:
+    lines, modules, distributions = [], [], []
+    for key, ref in missing.items():
+        record = manifest.object(key) if manifest is not None else None
+        module = (record.module if record else None) or ref.module
+        origin = record.origin if record else f"module {module or '?'}"
+        lines.append(f"  - {key} ({ref.kind}, {origin}; used at {ref.where})")
+        if module and module not in ("__main__", "builtins"):
+            modules.append(module)
+        if record and record.distribution:
+            distributions.append(f"{record.distribution}=={record.version}".rstrip("=None"))
+    packages = tuple(sorted({m.split(".")[0] for m in modules}))
+    fixes = []
+    if modules:
+        imports = ", ".join(dict.fromkeys(modules))
+        fixes.append(f"import the module(s) that define them first: import {imports}")
+        fixes.append(
+            f"or let keras_safe import them: keras_safe.load(path, allow_imports={packages!r})"
+        )
+    fixes.append("or pass them: keras_safe.load(path, custom_objects={'Name': Name, ...})")
+    if distributions:
+        fixes.append(f"if not installed: pip install {' '.join(dict.fromkeys(distributions))}")
+    if resolver.imported:
+        fixes.append(f"(imported via allow_imports: {', '.join(resolver.imported)})")
+    return (
+        f"{path} needs {len(missing)} custom object(s) that are not available in this "
+        "process:\n" + "\n".join(lines) + "\nFix: " + "\n     ".join(fixes)
+    )
 
 
 _REFUSALS = {
