@@ -27,6 +27,7 @@ __all__ = ["builtin_config_problem", "screen_references"]
 
 _NUMERIC_KINDS = frozenset("biufc?US")
 _MAX_ITEMSIZE = 1024
+_MAX_OOV_INDICES = 1_000_000
 # Keras dtype names numpy does not know without ml_dtypes, or at all.
 _OTHER_DTYPES = frozenset({"string", "bfloat16", "float8_e4m3fn", "float8_e5m2", "int4", "uint4"})
 
@@ -34,7 +35,16 @@ _OTHER_DTYPES = frozenset({"string", "bfloat16", "float8_e4m3fn", "float8_e5m2",
 def builtin_config_problem(ref: Reference, cls: type) -> str | None:
     """Why a Keras built-in's config must not reach Keras, or None."""
     config = ref.config if isinstance(ref.config, dict) else {}
-    if issubclass(cls, _keras.vocabulary_layers()) and isinstance(config.get("vocabulary"), str):
+    if not issubclass(cls, _keras.vocabulary_layers()):
+        return None
+    oov = config.get("num_oov_indices")
+    if isinstance(oov, int) and oov > _MAX_OOV_INDICES:
+        # IndexLookup.set_vocabulary builds a Python list of that many tokens.
+        return (
+            f"{ref.where}: {cls.__name__}(num_oov_indices={oov}) would make Keras build a list "
+            f"of {oov} tokens (limit {_MAX_OOV_INDICES}); refusing a memory bomb."
+        )
+    if isinstance(config.get("vocabulary"), str):
         return (
             f"{ref.where}: {cls.__name__}(vocabulary={config['vocabulary']!r}) would make Keras "
             "read a file or URL chosen by the model file (CVE-2025-12058). A saved lookup layer "

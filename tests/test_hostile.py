@@ -528,6 +528,21 @@ def test_vocabulary_path_cve_2025_12058(tmp_path, safe_members, marker):
     )
 
 
+def test_lookup_layer_memory_bomb(tmp_path, safe_members, marker):
+    # Not a variable: IndexLookup builds a Python list of num_oov_indices tokens.
+    def edit(config: dict[str, Any]) -> None:
+        hidden = layer(config, "hidden")
+        hidden["class_name"] = "IntegerLookup"
+        hidden["config"] = {"name": "hidden", "vocabulary": [1, 2], "num_oov_indices": 10**10}
+
+    refused(
+        archive(tmp_path, with_config(safe_members, edit)),
+        UnsafeModelError,
+        "IntegerLookup.num_oov_indices=10000000000.*memory bomb",
+        marker,
+    )
+
+
 def test_typespec_and_legacy_tf_objects_are_refused(tmp_path, safe_members, marker):
     def edit(config: dict[str, Any]) -> None:
         node = layer(config, "out")["inbound_nodes"][0]
