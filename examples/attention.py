@@ -51,16 +51,9 @@ def main() -> None:
         np.save(os.path.join(tmp, "x.npy"), x)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
         subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                RELOAD,
-                path,
-                os.path.join(tmp, "x.npy"),
-                os.path.join(tmp, "out.npy"),
-            ],
-            check=True,
-            env=env,
+            [sys.executable, "-c", RELOAD, path, os.path.join(tmp, "x.npy"),
+             os.path.join(tmp, "out.npy")],
+            check=True, env=env,
         )
         reloaded = np.load(os.path.join(tmp, "out.npy"))
 
