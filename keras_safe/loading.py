@@ -191,6 +191,10 @@ def inspect(filepath: str | os.PathLike[str], *, limits: ArchiveLimits | None = 
     manifest (saved by plain Keras), one is derived from its config
     (``written_by == "keras"``, no digests).
 
+    Args:
+        filepath: A ``.keras`` archive or legacy ``.h5`` file.
+        limits: Bounds checked before anything is read, as for :func:`load`.
+
     Example:
         >>> keras_safe.inspect("model.keras").objects[0].key
         'my_project>CustomAttention'
