@@ -20,7 +20,9 @@ __all__ = ["contained_failures", "first_lines", "too_large", "variable_budget"]
 
 def variable_budget(weights_bytes: int | None) -> int:
     """Bytes of variables a model loaded from ``weights_bytes`` of weights may allocate."""
-    return 2 * (weights_bytes or 0) + (64 << 20)
+    # Optimizer slots (Adam: two per weight) are built from the compile config
+    # and are in the file only once the model was trained: allow for them.
+    return 4 * (weights_bytes or 0) + (64 << 20)
 
 
 def too_large(path: Path, exceeded: list[str]) -> UnsafeModelError:

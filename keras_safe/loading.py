@@ -313,9 +313,9 @@ def build_model(
     """Let Keras build the (already checked) config; its failures become ours.
 
     With ``weights_bytes`` (the size of the weights the model will be loaded
-    from), Keras may allocate variables for at most about twice that: a
-    config asking for ``Dense(units=10**9)`` is refused before the memory is
-    taken.
+    from), Keras may allocate variables for at most four times that
+    (optimizer slots included): a config asking for ``Dense(units=10**9)``
+    is refused before the memory is taken.
     """
     budget = guards.variable_budget(weights_bytes)
     try:

@@ -1072,3 +1072,39 @@ def test_process_wide_unsafe_mode_does_not_reach_keras_safe(tmp_path, safe_membe
     )
     assert "refused:" in result.stdout and "Lambda" in result.stdout
     assert not marker.exists()
+
+
+# -- and the guards let real models through ----------------------------------------------
+
+
+def test_real_models_with_many_kinds_of_state_still_load(tmp_path):
+    # keras_safe.save re-reads what it wrote through every guard (verify=True),
+    # then a plain load does it again.
+    tokens = keras.Input((2,), dtype="int64", name="tokens")
+    lookup = keras.layers.IntegerLookup(vocabulary=[7, 8, 9], name="lookup")(tokens)
+    embedded = keras.layers.Embedding(5, 4, name="embed")(lookup)
+    pooled = keras.layers.GlobalAveragePooling1D()(embedded)
+    inner = keras.Sequential(
+        [
+            keras.layers.Dense(8, dtype="bfloat16"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.1),
+            keras.layers.Dense(1, dtype="float32"),
+        ],
+        name="head",
+    )
+    model = keras.Model(tokens, inner(pooled))
+    model.compile(
+        optimizer=keras.optimizers.AdamW(),
+        loss="mse",
+        metrics=["mae", keras.metrics.AUC(name="auc")],
+    )
+    data = np.array([[7, 8], [9, 3]], dtype="int64")
+    model.fit(data, np.array([[0.0], [1.0]]), verbose=0)
+    path = tmp_path / "rich.keras"
+    keras_safe.save(model, path, sample_input=data)
+    restored = keras_safe.load(path)
+    np.testing.assert_array_equal(restored.predict(data, verbose=0), model.predict(data, verbose=0))
+    legacy = tmp_path / "rich.h5"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(legacy)
+    assert keras_safe.load(legacy, compile=False) is not None
