@@ -1113,7 +1113,7 @@ def test_real_models_with_many_kinds_of_state_still_load(tmp_path):
 def test_limits_are_validated_and_scale_with_the_file():
     with pytest.raises(KerasSafeError, match="max_json_bytes must be a positive number"):
         ArchiveLimits(max_json_bytes=0)
-    with pytest.raises(KerasSafeError, match="limits must be a keras_safe.ArchiveLimits"):
+    with pytest.raises(KerasSafeError, match=r"limits must be a keras_safe\.ArchiveLimits"):
         keras_safe.load(__file__, limits={"max_members": 3})  # type: ignore[arg-type]
     limits = ArchiveLimits(max_compression_ratio=10, max_inflated_bytes=1 << 30)
     assert limits.inflated_budget(5 << 20) == 50 << 20  # a 5 MB file: 50 MB, not GBs
