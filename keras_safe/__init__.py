@@ -6,7 +6,8 @@ Public names:
   base classes whose ``get_config``/``from_config`` come from ``__init__``.
 * :func:`register` and :data:`registry`: custom objects known to keras_safe and Keras.
 * :func:`save` / :func:`load` (also ``safe_save`` / ``safe_load``): ``.keras``
-  archives with an embedded, verified manifest; :func:`inspect`, :func:`verify`.
+  archives with an embedded, verified manifest; :func:`inspect`, :func:`verify`;
+  :class:`ArchiveLimits` bounds what a loaded file may hold.
 * :func:`upgrade`: re-save an old file after the migrations of
   ``config_version`` / ``upgrade_config`` and renamed classes' ``aliases``.
 * The errors of :mod:`keras_safe.errors`.
@@ -25,6 +26,7 @@ from keras_safe.errors import (
     VerificationError,
 )
 from keras_safe.evolution import upgrade
+from keras_safe.limits import ArchiveLimits
 from keras_safe.loading import VerifyReport, inspect, load, verify
 from keras_safe.manifest import Manifest, ModelSummary, ObjectRecord
 from keras_safe.registry import Registry, RegistryEntry, register, registry
@@ -36,6 +38,7 @@ safe_load = load
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArchiveLimits",
     "CompatibilityError",
     "CompatibilityWarning",
     "IntegrityError",

@@ -9,6 +9,7 @@ Keras upgrade that moves them breaks one small module (covered by
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import h5py
+import numpy as np
 from keras.src import api_export
 from keras.src.backend.common import global_state
 from keras.src.models import model as model_module
@@ -181,6 +183,9 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         # Path prefixes under the current class names -> the paths the file
         # uses (see weight_path_renames); empty unless a class was renamed.
         self.renames: dict[str, str] = {}
+
+        # Called as check(path, dataset) before Keras reads a dataset.
+        self.check: Any = None
         super().__init__("model.weights.h5", mode="r")
 
     def _get_h5_file(self, path_or_io: Any, mode: str | None = None) -> Any:
@@ -214,9 +219,12 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         return found
 
     def __getitem__(self, key: str) -> Any:
-        value = super().__getitem__(key)
         group = self._h5_entry_group
-        self.consumed.add(f"{group.name.lstrip('/')}/{key}" if hasattr(group, "name") else key)
+        path = f"{group.name.lstrip('/')}/{key}" if hasattr(group, "name") else key
+        if self.check is not None and hasattr(group, "name") and key in group:
+            self.check(path, group.get(key))
+        value = super().__getitem__(key)
+        self.consumed.add(path)
         return value
 
     def datasets(self) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -375,3 +383,183 @@ def sharing_objects() -> bool:
     has no public accessor.
     """
     return global_state.get_global_attribute("shared_objects/id_to_config_map") is not None
+
+
+# -- where Keras' deserializers look names up (mirrored by the allowlist) --------
+
+
+def builtin_function_modules() -> tuple[str, ...]:
+    """Modules Keras searches for a function saved with module ``"builtins"``.
+
+    ``serialization_lib._retrieve_class_or_fn`` tries each of
+    ``BUILTIN_MODULES`` in set order (which varies between processes), so the
+    allowlist must accept a name only if every module's symbol is acceptable.
+    """
+    return tuple(f"keras.{name}" for name in sorted(serialization_lib.BUILTIN_MODULES))
+
+
+_LEGACY_TABLES: list[dict[str, Any]] = []
+
+
+def legacy_name_tables() -> tuple[dict[str, Any], ...]:
+    """The name -> object tables Keras searches for a class named without a module.
+
+    Legacy configs (``.h5`` files, and layer configs without ``"module"`` in
+    any file) are resolved by ``keras.src.legacy.saving`` against
+    ``keras.src.layers.__dict__`` (plus the model classes), and nested
+    objects against each kind's ``ALL_OBJECTS_DICT``. A name may be in
+    several; which one Keras uses depends on where the reference sits.
+    """
+    if not _LEGACY_TABLES:
+        from keras.src import (
+            activations,
+            constraints,
+            initializers,
+            layers,
+            losses,
+            metrics,
+            models,
+            optimizers,
+            regularizers,
+        )
+
+        layer_table = {
+            **vars(layers),
+            "InputLayer": layers.InputLayer,
+            "Functional": models.Functional,
+            "Model": models.Model,
+            "Sequential": models.Sequential,
+        }
+        _LEGACY_TABLES.append(layer_table)
+        for module in (
+            activations,
+            constraints,
+            initializers,
+            losses,
+            metrics,
+            optimizers,
+            regularizers,
+        ):
+            _LEGACY_TABLES.append(dict(module.ALL_OBJECTS_DICT))
+    return tuple(_LEGACY_TABLES)
+
+
+def legacy_candidates(name: str) -> list[Any]:
+    """Every object Keras may use for a class named ``name`` without a module.
+
+    ``keras.optimizers.deserialize`` lowercases names before its lookup, so
+    ``"Adam"`` is found as ``"adam"`` there.
+    """
+    from keras.src import optimizers
+
+    found = [table[name] for table in legacy_name_tables() if name in table]
+    lowered = optimizers.ALL_OBJECTS_DICT.get(name.lower())
+    if lowered is not None and all(obj is not lowered for obj in found):
+        found.append(lowered)
+    return found
+
+
+# -- a budget for the variables a config may make Keras allocate -----------------
+#
+# A config can ask for Dense(units=10**9): Keras allocates and initializes the
+# kernel while rebuilding the model, long before any weight is read. Every
+# variable's shape passes through KerasVariable._validate_shape before its
+# memory is allocated, so a budget checked there refuses the model first.
+
+_budget = threading.local()
+_installed: list[Any] = []
+
+
+class VariableBudgetExceeded(Exception):
+    """Raised inside Keras when a rebuilt model would allocate too much."""
+
+
+def _install_budget_hook() -> None:
+    if _installed:
+        return
+    from keras.src.backend.common import variables
+
+    original = variables.Variable._validate_shape
+
+    def _validate_shape(self: Any, shape: Any) -> Any:
+        shape = original(self, shape)
+        remaining = getattr(_budget, "remaining", None)
+        if remaining is not None:
+            need = _nbytes(shape, self._dtype)
+            if need > remaining:
+                _budget.exceeded = (
+                    f"variable {getattr(self, 'path', '?')} of shape {tuple(shape)} needs "
+                    f"{need} bytes, more than the file's weights could fill"
+                )
+                raise VariableBudgetExceeded(_budget.exceeded)
+            _budget.remaining = remaining - need
+        return shape
+
+    variables.Variable._validate_shape = _validate_shape
+    _installed.append(original)
+
+
+def _nbytes(shape: Any, dtype: Any) -> int:
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    try:
+        itemsize = int(np.dtype(dtype).itemsize)
+    except TypeError:
+        itemsize = 8
+    return count * itemsize
+
+
+@contextmanager
+def variable_budget(nbytes: int) -> Iterator[list[str]]:
+    """Refuse creating model variables beyond ``nbytes`` in all, in this thread.
+
+    Yields a list that holds the reason once the budget was exceeded (Keras
+    may swallow the exception raised inside a ``build``; the caller checks
+    the list afterwards).
+    """
+    _install_budget_hook()
+    outer = getattr(_budget, "remaining", None), getattr(_budget, "exceeded", None)
+    _budget.remaining, _budget.exceeded = nbytes, None
+    reasons: list[str] = []
+    try:
+        yield reasons
+    finally:
+        if _budget.exceeded:
+            reasons.append(_budget.exceeded)
+        _budget.remaining, _budget.exceeded = outer
+
+
+def vocabulary_layers() -> tuple[type, ...]:
+    """Layers whose ``vocabulary`` argument may be a path Keras reads at construction.
+
+    ``IndexLookup`` (the private base of StringLookup and IntegerLookup)
+    reads a vocabulary file with ``tf.io.gfile``, which also fetches remote
+    URLs; TextVectorization passes its vocabulary on to one.
+    """
+    from keras.src.layers.preprocessing.index_lookup import IndexLookup
+
+    return (IndexLookup, keras_symbol("keras.layers.TextVectorization"))
+
+
+def model_variables(model: Any, with_optimizer: bool) -> list[Any]:
+    """Every variable Keras may load into: the model's, its metrics', its optimizer's."""
+    found = list(model.variables) + list(getattr(model, "metrics_variables", []))
+    optimizer = getattr(model, "optimizer", None)
+    if with_optimizer and optimizer is not None:
+        found += list(optimizer.variables)
+    return found
+
+
+def load_legacy_h5(handle: h5py.File, custom_objects: dict[str, Any], compile: bool) -> Any:
+    """Load a legacy ``.h5`` model from an already open (and checked) file.
+
+    ``keras.models.load_model`` takes a path and opens it again, so a file
+    replaced after the checks would be loaded unchecked; Keras' legacy loader
+    accepts the open ``h5py.File`` itself.
+    """
+    from keras.src.legacy.saving import legacy_h5_format
+
+    return legacy_h5_format.load_model_from_hdf5(
+        handle, custom_objects=custom_objects, compile=compile, safe_mode=True
+    )

@@ -18,14 +18,15 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import struct
+import unicodedata
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from keras_safe.errors import IntegrityError, UnsafeModelError
+from keras_safe.limits import ArchiveLimits
+from keras_safe.ziplayout import LocalHeader, check_layout, read_end_record, read_local_header
 
 __all__ = [
     "ASSETS_DIR",
@@ -44,23 +45,9 @@ WEIGHTS_NPZ = "model.weights.npz"
 ASSETS_DIR = "assets/"
 
 _CHUNK = 1 << 20
-_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _ZIP_MAGIC = b"PK\x03\x04"
-
-
-@dataclass(frozen=True)
-class ArchiveLimits:
-    """Bounds on what an archive may contain before any member is read.
-
-    The defaults fit any model Keras can reasonably save and refuse archives
-    built to exhaust memory or disk.
-    """
-
-    max_members: int = 10_000
-    max_json_bytes: int = 64 << 20
-    max_member_bytes: int = 256 << 30
-    max_total_bytes: int = 512 << 30
-    max_compression_ratio: float = 100.0
+_MODEL_MEMBERS = frozenset({CONFIG, METADATA, WEIGHTS})
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
 class MemberWindow(io.RawIOBase):
@@ -106,9 +93,16 @@ class MemberWindow(io.RawIOBase):
 class ArchiveReader:
     """Guarded, read-only access to a ``.keras`` archive.
 
+    Everything here is decided from the zip's directories, before any member
+    is read: the member count (from the end record, before ``zipfile`` parses
+    the directory), names (only ``config.json``, ``metadata.json``,
+    ``model.weights.h5`` and ``assets/...``; no absolute paths, ``..``,
+    backslashes or duplicates), sizes and compression against ``limits``, and
+    the byte layout (see :mod:`keras_safe.ziplayout`).
+
     Raises :class:`~keras_safe.IntegrityError` for files that are not zip
     archives or are truncated, and :class:`~keras_safe.UnsafeModelError` for
-    member names or sizes no model file has.
+    members, sizes or layouts no model file has.
     """
 
     def __init__(self, path: Path, limits: ArchiveLimits | None = None) -> None:
@@ -118,66 +112,80 @@ class ArchiveReader:
         try:
             self._fd = self._file.fileno()
             self.file_size = os.fstat(self._fd).st_size
-            if self._file.read(4) != _ZIP_MAGIC:
+            if os.pread(self._fd, 4, 0) != _ZIP_MAGIC:
                 raise IntegrityError(
                     f"{path} is not a .keras archive: it does not start with a zip header "
                     "(a .keras file is a zip). It may be truncated, another format, or have "
                     "bytes prepended."
                 )
-            self._file.seek(0)
+            end = read_end_record(self._fd, self.file_size, path)
+            if end.entries > self.limits.max_members:
+                raise UnsafeModelError(
+                    f"{path} declares {end.entries} members; a model archive has a handful "
+                    f"(limit {self.limits.max_members}, see ArchiveLimits.max_members)."
+                )
             try:
                 self._zip = zipfile.ZipFile(self._file)
                 infos = self._zip.infolist()
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
                 raise IntegrityError(
                     f"{path} is not a readable zip archive ({exc}); the file is truncated or "
                     "corrupted. Re-download or re-save it."
                 ) from exc
             self.members = self._check_members(infos)
-            self._offsets: dict[str, int] = {}
+            self._headers = {
+                info.filename: read_local_header(self._fd, info, self.file_size, path)
+                for info in infos
+            }
+            check_layout(self._fd, infos, self._headers, self._zip.start_dir, path)
         except BaseException:
             self._file.close()
             raise
 
     def _check_members(self, infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
-        limits = self.limits
+        limits, path = self.limits, self.path
         if len(infos) > limits.max_members:
             raise UnsafeModelError(
-                f"{self.path} has {len(infos)} members; a model archive has a handful "
-                f"(limit {limits.max_members})."
+                f"{path} has {len(infos)} members; a model archive has a handful "
+                f"(limit {limits.max_members}, see ArchiveLimits.max_members)."
             )
         members: dict[str, zipfile.ZipInfo] = {}
-        total = 0
+        folded: set[str] = set()
+        inflated = 0
         for info in infos:
             name = info.filename
-            _check_member_name(self.path, name)
-            if name in members:
+            _check_member_name(path, info.orig_filename)  # zipfile cuts names at a NUL
+            key = unicodedata.normalize("NFC", name).casefold()
+            if name in members or key in folded:
                 raise UnsafeModelError(
-                    f"{self.path} holds member {name!r} twice; readers disagree on which copy "
-                    "counts, so the file is refused."
+                    f"{path} holds member {name!r} twice; readers disagree on which copy "
+                    "counts (Keras reads the last one), so the file is refused."
                 )
-            if info.file_size > limits.max_member_bytes:
-                raise UnsafeModelError(
-                    f"Member {name!r} of {self.path} declares {info.file_size} bytes "
-                    f"(limit {limits.max_member_bytes})."
-                )
-            if (
-                info.compress_type != zipfile.ZIP_STORED
-                and info.file_size > _CHUNK
-                and info.file_size > limits.max_compression_ratio * max(info.compress_size, 1)
-            ):
-                raise UnsafeModelError(
-                    f"Member {name!r} of {self.path} expands {info.file_size} / "
-                    f"{info.compress_size} times (limit {limits.max_compression_ratio:g}): "
-                    "a decompression bomb."
-                )
+            folded.add(key)
             if info.flag_bits & 0x1:
-                raise UnsafeModelError(f"Member {name!r} of {self.path} is encrypted.")
-            total += info.file_size
+                raise UnsafeModelError(f"Member {name!r} of {path} is encrypted.")
+            if info.compress_type not in _METHODS:
+                raise UnsafeModelError(
+                    f"Member {name!r} of {path} uses zip compression method "
+                    f"{info.compress_type}; model archives are stored or deflated."
+                )
+            if info.compress_type == zipfile.ZIP_STORED:
+                if info.file_size != info.compress_size:
+                    raise UnsafeModelError(
+                        f"Member {name!r} of {path} is stored uncompressed but declares "
+                        f"{info.file_size} bytes for {info.compress_size} stored bytes."
+                    )
+            else:
+                inflated += info.file_size
+                _check_ratio(path, info, limits)
             members[name] = info
-        if total > limits.max_total_bytes:
+        budget = limits.inflated_budget(self.file_size)
+        if inflated > budget:
             raise UnsafeModelError(
-                f"{self.path} declares {total} bytes in all (limit {limits.max_total_bytes})."
+                f"The compressed members of {path} ({self.file_size} bytes) declare "
+                f"{inflated} bytes once decompressed (limit {budget}: "
+                f"ArchiveLimits.max_compression_ratio x the file size, at most "
+                "ArchiveLimits.max_inflated_bytes). Refusing a likely decompression bomb."
             )
         return members
 
@@ -198,14 +206,22 @@ class ArchiveReader:
         """Whether the archive holds member ``name``."""
         return name in self.members
 
+    def size(self, name: str) -> int:
+        """The uncompressed size of member ``name`` (checked against the limits)."""
+        return int(self._info(name).file_size)
+
     def read(self, name: str, max_bytes: int | None = None) -> bytes:
-        """The bytes of a (small) member, refusing more than ``max_bytes``."""
+        """The bytes of a (small) member, refusing more than ``max_bytes``.
+
+        The default limit is ``ArchiveLimits.max_json_bytes``: this is how
+        JSON members are read.
+        """
         info = self._info(name)
         limit = self.limits.max_json_bytes if max_bytes is None else max_bytes
         if info.file_size > limit:
             raise UnsafeModelError(
                 f"Member {name!r} of {self.path} is {info.file_size} bytes; the limit for it "
-                f"is {limit}."
+                f"is {limit} (ArchiveLimits.max_json_bytes for JSON members)."
             )
         try:
             with self._zip.open(info) as handle:
@@ -216,22 +232,27 @@ class ArchiveReader:
             raise UnsafeModelError(f"Member {name!r} of {self.path} is larger than declared.")
         return data
 
+    def read_all(self, name: str) -> bytes:
+        """The bytes of any member (its size was checked when the archive was opened)."""
+        return self.read(name, max(self.size(name), 1))
+
     def window(self, name: str) -> io.RawIOBase:
         """A seekable file over a member, without copying it into memory.
 
         Compressed members (not written by Keras or keras_safe, which store)
-        are decompressed into memory after the ratio check.
+        are decompressed into memory; their size was bounded when the archive
+        was opened.
         """
         info = self._info(name)
         if info.compress_type != zipfile.ZIP_STORED:
-            return io.BytesIO(self.read(name, self.limits.max_member_bytes))  # type: ignore[return-value]
+            return io.BytesIO(self.read_all(name))  # type: ignore[return-value]
         return MemberWindow(self._fd, self._data_offset(info), info.file_size, name)
 
     def sha256(self, name: str, progress: Callable[[int], None] | None = None) -> str:
         """SHA-256 of a member's bytes, read straight from the file."""
         info = self._info(name)
         if info.compress_type != zipfile.ZIP_STORED:
-            return hashlib.sha256(self.read(name, self.limits.max_member_bytes)).hexdigest()
+            return hashlib.sha256(self.read_all(name)).hexdigest()
         start, remaining = self._data_offset(info), info.file_size
         sha = hashlib.sha256()
         while remaining:
@@ -257,32 +278,21 @@ class ArchiveReader:
             ) from None
 
     def _data_offset(self, info: zipfile.ZipInfo) -> int:
-        if info.filename in self._offsets:
-            return self._offsets[info.filename]
-        header = os.pread(self._fd, _LOCAL_HEADER.size, info.header_offset)
-        if len(header) != _LOCAL_HEADER.size:
-            raise IntegrityError(f"{self.path} is truncated inside member {info.filename!r}.")
-        fields = _LOCAL_HEADER.unpack(header)
-        if fields[0] != _ZIP_MAGIC:
-            raise IntegrityError(
-                f"{self.path}: the local header of member {info.filename!r} is damaged."
-            )
-        name_length, extra_length = fields[-2], fields[-1]
-        local_name = os.pread(self._fd, name_length, info.header_offset + _LOCAL_HEADER.size)
-        if local_name.decode("utf-8", "replace") != info.filename and local_name != (
-            info.orig_filename.encode("cp437", "replace")
-        ):
-            raise UnsafeModelError(
-                f"{self.path}: member {info.filename!r} is named {local_name!r} in its local "
-                "header; the two directories of the zip disagree."
-            )
-        offset = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
-        if offset + info.file_size > self.file_size:
-            raise IntegrityError(
-                f"{self.path} is truncated: member {info.filename!r} runs past the end of the file."
-            )
-        self._offsets[info.filename] = offset
-        return int(offset)
+        header: LocalHeader = self._headers[info.filename]
+        return header.data_offset
+
+
+def _check_ratio(path: Path, info: zipfile.ZipInfo, limits: ArchiveLimits) -> None:
+    if info.file_size > limits.max_inflated_bytes or (
+        info.file_size > _CHUNK
+        and info.file_size > limits.max_compression_ratio * max(info.compress_size, 1)
+    ):
+        raise UnsafeModelError(
+            f"Member {info.filename!r} of {path} expands from {info.compress_size} to "
+            f"{info.file_size} bytes (limits: ArchiveLimits.max_compression_ratio "
+            f"{limits.max_compression_ratio:g}, max_inflated_bytes {limits.max_inflated_bytes}):"
+            " a decompression bomb."
+        )
 
 
 def _check_member_name(path: Path, name: str) -> None:
@@ -291,11 +301,20 @@ def _check_member_name(path: Path, name: str) -> None:
         not name
         or name.startswith("/")
         or "\\" in name
-        or "\x00" in name
         or ".." in parts
         or (len(name) > 1 and name[1] == ":")
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
     ):
         raise UnsafeModelError(
             f"{path} holds a member named {name!r}; member names must be relative paths "
-            "without '..', backslashes or drive letters."
+            "without '..', backslashes, control characters or drive letters."
         )
+    if name in _MODEL_MEMBERS:
+        return
+    if name.startswith(ASSETS_DIR) and all(part not in ("", ".") for part in parts[1:-1]):
+        return
+    raise UnsafeModelError(
+        f"{path} holds an unexpected member {name!r}. A .keras archive holds config.json, "
+        "metadata.json, model.weights.h5 and assets/...; anything else is refused (a second "
+        "copy of a model file under another name, or data for another reader)."
+    )

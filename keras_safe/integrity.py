@@ -9,13 +9,14 @@ rewrite its manifest too.
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keras_safe.archive import METADATA, ArchiveReader
-from keras_safe.errors import IntegrityError, UnsafeModelError, _UsageError
+from keras_safe.errors import IntegrityError, _UsageError
+from keras_safe.jsonguard import parse_json_object
+from keras_safe.limits import ArchiveLimits
 from keras_safe.manifest import Manifest, content_digest
 
 if TYPE_CHECKING:
@@ -31,26 +32,22 @@ __all__ = [
 ]
 
 
-def parse_json(data: bytes, member: str, path: Path) -> dict[str, Any]:
-    """Parse a JSON member that must hold an object, refusing pathological input."""
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"{member} in {path} is not valid JSON ({exc}).") from exc
-    except RecursionError:
-        raise UnsafeModelError(f"{member} in {path} is nested too deeply to be a model.") from None
-    if not isinstance(value, dict):
-        raise IntegrityError(
-            f"{member} in {path} should hold a JSON object, not {type(value).__name__}."
-        )
-    return value
+def parse_json(
+    data: bytes, member: str, path: Path, limits: ArchiveLimits | None = None
+) -> dict[str, Any]:
+    """Parse a JSON member that must hold an object, refusing pathological input.
+
+    Size, nesting depth and value count are checked before parsing (see
+    :mod:`keras_safe.jsonguard`).
+    """
+    return parse_json_object(data, f"{member} in {path}", limits or ArchiveLimits())
 
 
 def read_manifest(reader: ArchiveReader) -> Manifest | None:
     """The archive's manifest, or None for a file without one."""
     if not reader.has(METADATA):
         return None
-    metadata = parse_json(reader.read(METADATA), METADATA, reader.path)
+    metadata = parse_json(reader.read(METADATA), METADATA, reader.path, reader.limits)
     if "keras_safe" not in metadata:
         return None
     try:

@@ -1,11 +1,13 @@
 """``load``, ``inspect`` and ``verify``: every check before Keras parses a byte.
 
-``load_archive`` reads top to bottom as the order of the checks: pins
+``load_archive`` reads top to bottom as the order of the checks (the
+archive's names, sizes and layout were checked when it was opened): pins
 (expected digest, signature), the member list against the manifest, the
-config's digest, the reference allowlist, drift, and only then Keras
-rebuilding the model, while the weights are hashed on another core; the
-weights are read only after their digest matched, and the model is returned
-only if every weight in the file went into it.
+config's digest, the JSON guards, the reference allowlist, drift, and only
+then Keras rebuilding the model within a memory budget, while the weights
+are hashed on another core; the weights are read only after their digest
+matched and their HDF5 metadata passed the checks of ``h5guard``, and the
+model is returned only if every weight in the file went into it.
 """
 
 from __future__ import annotations
@@ -22,17 +24,17 @@ from typing import Any
 
 import keras
 
-from keras_safe import _keras, _migration, plain
+from keras_safe import _keras, _migration, guards, plain
 from keras_safe.archive import ASSETS_DIR, CONFIG, WEIGHTS, ArchiveReader
 from keras_safe.drift import ON_MISMATCH, find_drift, report_drift
 from keras_safe.errors import (
     CompatibilityError,
     IntegrityError,
     KerasSafeError,
-    MissingObjectsError,
     UnsafeModelError,
     _UsageError,
 )
+from keras_safe.h5guard import DatasetChecker, scan_weights
 from keras_safe.integrity import (
     Hasher,
     check_digest,
@@ -41,8 +43,9 @@ from keras_safe.integrity import (
     parse_json,
     read_manifest,
 )
+from keras_safe.limits import ArchiveLimits, resolve_limits
 from keras_safe.manifest import Manifest, environment
-from keras_safe.policy import Reference, Resolved, Resolver, iter_references, normalize_prefixes
+from keras_safe.policy import Resolved, Resolver, normalize_prefixes, resolve_all
 
 __all__ = ["LoadOptions", "VerifyReport", "inspect", "load", "verify"]
 
@@ -60,6 +63,7 @@ class LoadOptions:
     on_mismatch: str
     expected_digest: str | None
     verify_key: bytes | None
+    limits: ArchiveLimits = field(default_factory=ArchiveLimits)
 
     @classmethod
     def make(
@@ -70,6 +74,7 @@ class LoadOptions:
         on_mismatch: str = "warn",
         expected_digest: str | None = None,
         verify_key: bytes | None = None,
+        limits: ArchiveLimits | None = None,
     ) -> LoadOptions:
         if on_mismatch not in ON_MISMATCH:
             raise _UsageError(
@@ -90,7 +95,15 @@ class LoadOptions:
             prefixes = normalize_prefixes(allow_imports)
         except ValueError as exc:
             raise _UsageError(str(exc)) from None
-        return cls(objects, bool(compile), prefixes, on_mismatch, digest, verify_key)
+        return cls(
+            objects,
+            bool(compile),
+            prefixes,
+            on_mismatch,
+            digest,
+            verify_key,
+            resolve_limits(limits),
+        )
 
 
 def existing_path(filepath: Any) -> Path:
@@ -126,6 +139,7 @@ def load(
     on_mismatch: str = "warn",
     expected_digest: str | None = None,
     verify_key: bytes | None = None,
+    limits: ArchiveLimits | None = None,
 ) -> Any:
     """Load a model saved by :func:`keras_safe.save` (or a plain ``.keras`` / ``.h5``).
 
@@ -145,6 +159,8 @@ def load(
             versions, modules, signatures or sources since saving.
         expected_digest: Refuse the file unless its content digest is this.
         verify_key: Refuse the file unless it is signed with this key.
+        limits: Bounds on sizes, counts and nesting checked before anything
+            is read (:class:`~keras_safe.ArchiveLimits`; None for the defaults).
 
     Raises:
         IntegrityError: digests, sizes or signature do not match (corruption,
@@ -158,16 +174,17 @@ def load(
         >>> model = keras_safe.load("model.keras", allow_imports=("my_project",))
     """
     options = LoadOptions.make(
-        custom_objects, compile, allow_imports, on_mismatch, expected_digest, verify_key
+        custom_objects, compile, allow_imports, on_mismatch, expected_digest, verify_key, limits
     )
     path = existing_path(filepath)
-    if sniff(path) == "hdf5":
-        return plain.load_h5(path, options)
-    with ArchiveReader(path) as reader:
-        return load_archive(reader, options)
+    with guards.contained_failures(path):
+        if sniff(path) == "hdf5":
+            return plain.load_h5(path, options)
+        with ArchiveReader(path, options.limits) as reader:
+            return load_archive(reader, options)
 
 
-def inspect(filepath: str | os.PathLike[str]) -> Manifest:
+def inspect(filepath: str | os.PathLike[str], *, limits: ArchiveLimits | None = None) -> Manifest:
     """The :class:`~keras_safe.Manifest` of a file, without building the model.
 
     Neither the model nor its weights are read. For a file without a
@@ -176,19 +193,25 @@ def inspect(filepath: str | os.PathLike[str]) -> Manifest:
     that this process resolves through an alias (a renamed class) to the
     key it resolves to now.
 
+    Args:
+        filepath: A ``.keras`` archive or legacy ``.h5`` file.
+        limits: Bounds checked before anything is read, as for :func:`load`.
+
     Example:
         >>> keras_safe.inspect("model.keras").objects[0].key
         'my_project>CustomAttention'
     """
+    checked = resolve_limits(limits)
     path = existing_path(filepath)
-    if sniff(path) == "hdf5":
-        return _migration.with_aliases(plain.inspect_h5(path))
-    with ArchiveReader(path) as reader:
-        manifest = read_manifest(reader)
-        if manifest is None:
-            config = parse_json(reader.read(CONFIG), CONFIG, path)
-            manifest = plain.derive_manifest(reader, config)
-        return _migration.with_aliases(manifest)
+    with guards.contained_failures(path):
+        if sniff(path) == "hdf5":
+            return _migration.with_aliases(plain.inspect_h5(path, checked))
+        with ArchiveReader(path, checked) as reader:
+            manifest = read_manifest(reader)
+            if manifest is None:
+                config = parse_json(reader.read(CONFIG), CONFIG, path, checked)
+                manifest = plain.derive_manifest(reader, config)
+            return _migration.with_aliases(manifest)
 
 
 @dataclass(frozen=True)
@@ -229,7 +252,7 @@ def verify(filepath: str | os.PathLike[str], **load_kwargs: Any) -> VerifyReport
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            manifest = inspect(path)
+            manifest = inspect(path, limits=load_kwargs.get("limits"))
             load(path, **load_kwargs)
         except _UsageError:
             raise
@@ -241,80 +264,6 @@ def verify(filepath: str | os.PathLike[str], **load_kwargs: Any) -> VerifyReport
 
 
 # -- references ---------------------------------------------------------------------
-
-
-def resolve_all(
-    configs: list[dict[str, Any]], resolver: Resolver, manifest: Manifest | None, path: Path
-) -> list[Resolved]:
-    """Resolve every reference or raise, listing every unsafe or missing one."""
-    resolved: list[Resolved] = []
-    unsafe: list[str] = []
-    missing: dict[str, Reference] = {}
-    for config in configs:
-        for ref in iter_references(config):
-            try:
-                found = resolver.resolve(ref)
-            except UnsafeModelError as exc:
-                unsafe.append(str(exc))
-                continue
-            if found is None:
-                missing.setdefault(ref.key, ref)
-            else:
-                resolved.append(found)
-    if missing and resolver.imported:
-        # A module imported for a later reference may have registered an
-        # earlier one: look the missing ones up again.
-        for key, ref in list(missing.items()):
-            found = resolver.resolve(ref)
-            if found is not None:
-                resolved.append(found)
-                del missing[key]
-    if unsafe:
-        lines = "\n".join(f"  - {line}" for line in dict.fromkeys(unsafe))
-        raise UnsafeModelError(f"{path} refers to things keras_safe does not load:\n{lines}")
-    if missing:
-        raise MissingObjectsError(
-            _missing_message(missing, manifest, resolver, path), tuple(missing)
-        )
-    return resolved
-
-
-def _missing_message(
-    missing: dict[str, Reference], manifest: Manifest | None, resolver: Resolver, path: Path
-) -> str:
-    lines, modules, distributions = [], [], []
-    for key, ref in missing.items():
-        record = manifest.object(key) if manifest is not None else None
-        module = (record.module if record else None) or ref.module
-        origin = record.origin if record else f"module {module or '?'}"
-        lines.append(f"  - {key} ({ref.kind}, {origin}; used at {ref.where})")
-        if module and module not in ("__main__", "builtins"):
-            modules.append(module)
-        if record and record.distribution:
-            distributions.append(f"{record.distribution}=={record.version}".rstrip("=None"))
-    packages = tuple(sorted({m.split(".")[0] for m in modules}))
-    fixes = []
-    if modules:
-        imports = ", ".join(dict.fromkeys(modules))
-        fixes.append(f"import the module(s) that define them first: import {imports}")
-        fixes.append(
-            f"or let keras_safe import them: keras_safe.load(path, allow_imports={packages!r})"
-        )
-    fixes.append("or pass them: keras_safe.load(path, custom_objects={'Name': Name, ...})")
-    if distributions:
-        fixes.append(f"if not installed: pip install {' '.join(dict.fromkeys(distributions))}")
-    renamed = next((k for k, ref in missing.items() if ref.kind == "class" and ">" in k), None)
-    if renamed is not None:
-        fixes.append(
-            "if a class moved to another module, import that one; if it was renamed (or its "
-            f"package was), keep the old key: @keras_safe.register(..., aliases=({renamed!r},))"
-        )
-    if resolver.imported:
-        fixes.append(f"(imported via allow_imports: {', '.join(resolver.imported)})")
-    return (
-        f"{path} needs {len(missing)} custom object(s) that are not available in this "
-        "process:\n" + "\n".join(lines) + "\nFix: " + "\n     ".join(fixes)
-    )
 
 
 # -- loading ------------------------------------------------------------------------
@@ -333,7 +282,7 @@ def load_archive(reader: ArchiveReader, options: LoadOptions) -> Any:
         hasher = Hasher(reader, [n for n in manifest.members if n != CONFIG])
         hasher.start()
     try:
-        config = parse_json(config_bytes, CONFIG, path)
+        config = parse_json(config_bytes, CONFIG, path, reader.limits)
         resolver = Resolver(options.custom_objects, options.allow_imports)
         resolved = resolve_all([config], resolver, manifest, path)
         if manifest is not None:
@@ -341,7 +290,8 @@ def load_archive(reader: ArchiveReader, options: LoadOptions) -> Any:
             report_drift(find_drift(manifest, environment(), live), options.on_mismatch, path)
         if not options.compile:
             config = {**config, "compile_config": None}
-        model = build_model(config, resolver.keras_custom_objects(), path)
+        weights_bytes = reader.size(WEIGHTS) if reader.has(WEIGHTS) else 0
+        model = build_model(config, resolver.keras_custom_objects(), path, weights_bytes)
         if hasher is not None:
             hasher.check(manifest)  # type: ignore[arg-type]
             hasher = None
@@ -356,21 +306,37 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_model(config: dict[str, Any], custom_objects: dict[str, Any], path: Path) -> Any:
-    """Let Keras build the (already checked) config; its failures become ours."""
+def build_model(
+    config: dict[str, Any],
+    custom_objects: dict[str, Any],
+    path: Path,
+    weights_bytes: int | None = None,
+) -> Any:
+    """Let Keras build the (already checked) config; its failures become ours.
+
+    With ``weights_bytes`` (the size of the weights the model will be loaded
+    from), Keras may allocate variables for at most four times that
+    (optimizer slots included): a config asking for ``Dense(units=10**9)``
+    is refused before the memory is taken.
+    """
+    budget = guards.variable_budget(weights_bytes)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _keras.variable_budget(budget) as exceeded:
             warnings.filterwarnings("ignore", message=".*build\\(\\)` was called on layer")
             model = _keras.deserialize_model(config, custom_objects)
     except KerasSafeError:
         raise
     except Exception as exc:
+        if exceeded:
+            raise guards.too_large(path, exceeded) from None
         raise CompatibilityError(
             f"Keras could not rebuild the model in {path} from its config: "
             f"{type(exc).__name__}: {_first_lines(exc)}\nFix: the code of a custom class "
             "probably changed since saving; add a migration (config_version / "
             "upgrade_config) or restore the old signature."
         ) from exc
+    if exceeded:
+        raise guards.too_large(path, exceeded)
     if not isinstance(model, keras.Model):
         raise UnsafeModelError(
             f"{path} holds a {type(model).__name__}, not a model; refusing to return it."
@@ -405,8 +371,13 @@ def load_weights(
         except OSError as exc:
             raise IntegrityError(f"{WEIGHTS} in {reader.path} is not valid HDF5: {exc}") from exc
         try:
+            where = f"{WEIGHTS} in {reader.path}"
+            scan_weights(store.h5_file, where, reader.limits, reader.size(WEIGHTS))
             _migration.map_renamed_layers(model, store, resolved)
+            store.check = DatasetChecker(_keras.model_variables(model, options.compile), where)
             errors, warned = _keras.load_state(model, store, assets_dir)
+            if store.check.refusals:
+                raise UnsafeModelError("\n".join(dict.fromkeys(store.check.refusals)))
             datasets = store.datasets()
         finally:
             store.close()
@@ -436,6 +407,12 @@ def _extract_assets(reader: ArchiveReader, scratch: Path) -> Path | None:
     root.mkdir()
     for name in names:
         target = scratch / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(reader.read(name, reader.limits.max_member_bytes))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(reader.read_all(name))
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+            raise UnsafeModelError(
+                f"Member {name!r} of {reader.path} clashes with another asset ({exc.strerror}); "
+                "an asset cannot be both a file and a folder."
+            ) from None
     return root

@@ -7,19 +7,20 @@ describes them from their config.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import h5py
-import keras
 
-from keras_safe import _keras
+from keras_safe import _keras, guards
 from keras_safe._migration import VERSION_KEY
-from keras_safe.archive import METADATA, WEIGHTS, ArchiveLimits, ArchiveReader
-from keras_safe.errors import CompatibilityError, IntegrityError, KerasSafeError, UnsafeModelError
+from keras_safe.archive import METADATA, WEIGHTS, ArchiveReader
+from keras_safe.errors import CompatibilityError, IntegrityError, KerasSafeError
+from keras_safe.h5guard import scan_weights
+from keras_safe.jsonguard import parse_json_object
+from keras_safe.limits import ArchiveLimits
 from keras_safe.manifest import Manifest, MemberRecord, ModelSummary, ObjectRecord
-from keras_safe.policy import Reference, Resolver, iter_references
+from keras_safe.policy import Reference, Resolver, iter_references, resolve_all
 
 if TYPE_CHECKING:
     from keras_safe.loading import LoadOptions
@@ -116,15 +117,17 @@ def derive_manifest(reader: ArchiveReader, config: dict[str, Any]) -> Manifest:
     if reader.has(WEIGHTS):
         try:
             with h5py.File(reader.window(WEIGHTS), "r") as handle:
+                where = f"{WEIGHTS} in {reader.path}"
+                scan_weights(handle, where, reader.limits, reader.size(WEIGHTS))
                 shapes = _h5_shapes(handle)
         except OSError:
             shapes = {}
     keras_version = None
     if reader.has(METADATA):
-        try:
-            keras_version = json.loads(reader.read(METADATA)).get("keras_version")
-        except (ValueError, AttributeError):
-            keras_version = None
+        metadata = parse_json_object(
+            reader.read(METADATA), f"{METADATA} in {reader.path}", reader.limits
+        )
+        keras_version = metadata.get("keras_version")
     return Manifest(
         format_version=0,
         environment={"keras": keras_version if isinstance(keras_version, str) else None},
@@ -144,22 +147,15 @@ def derive_manifest(reader: ArchiveReader, config: dict[str, Any]) -> Manifest:
 # -- legacy HDF5 ----------------------------------------------------------------------
 
 
-def _h5_configs(handle: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    limit = ArchiveLimits().max_json_bytes
-
+def _h5_configs(
+    handle: Any, path: Path, limits: ArchiveLimits
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     def attribute(name: str) -> Any:
         raw = handle.attrs.get(name)
         if raw is None:
             return None
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-        if len(text) > limit:
-            raise UnsafeModelError(f"The {name} of {path} is {len(text)} bytes (limit {limit}).")
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise IntegrityError(f"The {name} of {path} is not valid JSON ({exc}).") from exc
-        except RecursionError:
-            raise UnsafeModelError(f"The {name} of {path} is nested too deeply.") from None
+        data = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
+        return parse_json_object(data, f"The {name} of {path}", limits)
 
     model_config = attribute("model_config")
     if not isinstance(model_config, dict):
@@ -171,17 +167,24 @@ def _h5_configs(handle: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]
     return model_config, training if isinstance(training, dict) else None
 
 
-def _open_h5(path: Path) -> Any:
+def _open_h5(path: Path, limits: ArchiveLimits) -> Any:
+    """Open a legacy model file once and check its structure (metadata only)."""
     try:
-        return h5py.File(path, "r")
+        handle = h5py.File(path, "r")
     except OSError as exc:
         raise IntegrityError(f"{path} is not a readable HDF5 file: {exc}") from exc
+    try:
+        scan_weights(handle, str(path), limits, path.stat().st_size)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
-def inspect_h5(path: Path) -> Manifest:
+def inspect_h5(path: Path, limits: ArchiveLimits | None = None) -> Manifest:
     """A manifest for a legacy ``.h5`` model file, read off its attributes."""
-    with _open_h5(path) as handle:
-        model_config, training = _h5_configs(handle, path)
+    with _open_h5(path, limits or ArchiveLimits()) as handle:
+        model_config, training = _h5_configs(handle, path, limits or ArchiveLimits())
         weights = handle.get("model_weights", handle)
         shapes = _h5_shapes(weights)
         keras_version = handle.attrs.get("keras_version")
@@ -200,38 +203,44 @@ def inspect_h5(path: Path) -> Manifest:
 
 
 def load_h5(path: Path, options: LoadOptions) -> Any:
-    """Check a legacy ``.h5`` model's references, then let Keras load it."""
-    from keras_safe.loading import resolve_all
+    """Check a legacy ``.h5`` model's references, then let Keras load it.
 
+    The file is opened once and the same open file is handed to Keras, so
+    the bytes checked are the bytes loaded even if the path is replaced
+    meanwhile.
+    """
     if options.expected_digest is not None or options.verify_key is not None:
         raise IntegrityError(
             f"{path} is a legacy HDF5 file without a manifest, so it has no digest or "
             "signature to check. Convert it once with keras_safe.upgrade, then pin that file."
         )
-    with _open_h5(path) as handle:
-        model_config, training = _h5_configs(handle, path)
-    resolver = Resolver(options.custom_objects, options.allow_imports)
-    configs = [model_config] + ([{"compile_config": training}] if training else [])
-    resolve_all(configs, resolver, None, path)
-    try:
-        with _keras.safe_mode():
-            model = keras.models.load_model(
-                str(path),
-                custom_objects=resolver.keras_custom_objects(),
-                compile=options.compile,
-                safe_mode=True,
+    with _open_h5(path, options.limits) as handle:
+        model_config, training = _h5_configs(handle, path, options.limits)
+        resolver = Resolver(options.custom_objects, options.allow_imports)
+        configs = [model_config] + ([{"compile_config": training}] if training else [])
+        resolve_all(configs, resolver, None, path)
+        budget = guards.variable_budget(path.stat().st_size)
+        try:
+            with _keras.safe_mode(), _keras.variable_budget(budget) as exceeded:
+                model = _keras.load_legacy_h5(
+                    handle, resolver.keras_custom_objects(), options.compile
+                )
+        except KerasSafeError:
+            raise
+        except Exception as exc:
+            if exceeded:
+                raise guards.too_large(path, exceeded) from None
+            hint = (
+                "\nIf the failure is in the training configuration (Keras 3.15 cannot "
+                "restore string losses such as 'mse' from legacy .h5 files), load it with "
+                "compile=False."
+                if options.compile
+                else ""
             )
-    except KerasSafeError:
-        raise
-    except Exception as exc:
-        hint = (
-            "\nIf the failure is in the training configuration (Keras 3.15 cannot restore "
-            "string losses such as 'mse' from legacy .h5 files), load it with compile=False."
-            if options.compile
-            else ""
-        )
-        raise CompatibilityError(
-            f"Keras could not load the legacy HDF5 model {path}: {type(exc).__name__}: {exc}"
-            + hint
-        ) from exc
+            raise CompatibilityError(
+                f"Keras could not load the legacy HDF5 model {path}: {type(exc).__name__}: "
+                f"{guards.first_lines(exc)}{hint}"
+            ) from exc
+        if exceeded:
+            raise guards.too_large(path, exceeded)
     return model

@@ -1,8 +1,7 @@
 """The allowlist: every class or function a model config refers to, checked.
 
-:func:`iter_references` walks a whole config (layers at any depth, nested
-arguments, functional node arguments, the compile config) and yields each
-reference to a class or function. :class:`Resolver` decides what each may
+:func:`~keras_safe.references.iter_references` finds every reference in a
+config the way Keras reads it; :class:`Resolver` decides what each may
 resolve to: a Keras built-in of a kind models are made of, an object in the
 registry, an object the caller passed in ``custom_objects``, or an object
 registered by importing a module under an ``allow_imports`` prefix. Nothing
@@ -11,29 +10,31 @@ else is imported, and a config that names anything else never reaches Keras.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import keras
 
 from keras_safe import _keras
-from keras_safe.codec import TAG
-from keras_safe.errors import UnsafeModelError
+from keras_safe.errors import MissingObjectsError, UnsafeModelError
+from keras_safe.references import Reference, iter_references
 from keras_safe.registry import registry
+from keras_safe.screen import builtin_config_problem, screen_references
 
-__all__ = ["Reference", "Resolved", "Resolver", "iter_references"]
+if TYPE_CHECKING:
+    from keras_safe.manifest import Manifest
 
-# Keras' own data markers inside configs: values, not references.
-_DATA_CLASSES = frozenset(
-    {"__numpy__", "__tensor__", "__bytes__", "__ellipsis__", "__slice__", "__keras_tensor__"}
-)
-# Deserializing these runs code or reads files named by the file.
-_CODE_CLASSES = frozenset({"__lambda__", "__typespec__"})
+__all__ = ["Reference", "Resolved", "Resolver", "iter_references", "resolve_all"]
+
 _FUNCTION_MODULES = ("keras.activations", "keras.losses", "keras.metrics")
+# Exported from those modules, but not model parts: they deserialize configs.
+_NOT_MODEL_FUNCTIONS = frozenset({"get", "serialize", "deserialize"})
 _ALLOWED_BASES: tuple[type, ...] = (
     keras.layers.Layer,
     keras.initializers.Initializer,
@@ -45,129 +46,15 @@ _ALLOWED_BASES: tuple[type, ...] = (
     keras.optimizers.schedules.LearningRateSchedule,
     keras.DTypePolicy,
 )
-_REFUSED_LAYERS: tuple[type, ...] = (keras.layers.Lambda, keras.layers.TFSMLayer)
-_LEGACY_MODULES = (
-    "keras.layers",
-    "keras.models",
-    "keras.src.models.functional",
-    "keras",
-    "keras.initializers",
-    "keras.regularizers",
-    "keras.constraints",
-    "keras.optimizers",
-    "keras.optimizers.schedules",
-    "keras.losses",
-    "keras.metrics",
+# Layers that run code or load files chosen by the model file.
+_REFUSED_LAYERS: tuple[type, ...] = tuple(
+    cls
+    for name in ("Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer")
+    if isinstance(cls := _keras.keras_symbol(f"keras.layers.{name}"), type)
 )
+# Packages whose functions a config may name but that never hold model parts.
+_FOREIGN_PACKAGES = frozenset({"tensorflow", "tf", "numpy", "h5py", "jax", "torch", "builtins"})
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
-@dataclass(frozen=True)
-class Reference:
-    """One reference to a class or function inside a config.
-
-    ``kind`` is ``"class"``, ``"function"``, ``"enum"`` or ``"code"`` (a
-    serialized lambda or type spec). ``where`` is a readable location such as
-    ``"model > encoder > attention.kernel_initializer"``.
-    """
-
-    kind: str
-    name: str
-    module: str | None
-    registered_name: str | None
-    where: str
-    config: Any = field(default=None, compare=False, repr=False)
-
-    @property
-    def key(self) -> str:
-        """The name the object is looked up by (registered key if it has one)."""
-        if self.registered_name and ">" in self.registered_name:
-            return self.registered_name
-        return self.name
-
-
-@dataclass
-class _Walk:
-    layers: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
-
-    def where(self) -> str:
-        text = " > ".join(self.layers) or "<config>"
-        for part in self.args:
-            text += part if part.startswith("[") else f".{part}"
-        return text
-
-
-def iter_references(config: Any) -> Iterator[Reference]:
-    """Every class/function reference in ``config``, depth first."""
-    yield from _walk(config, _Walk(), in_compile=False)
-
-
-def _walk(node: Any, at: _Walk, in_compile: bool) -> Iterator[Reference]:
-    if isinstance(node, (list, tuple)):
-        for i, item in enumerate(node):
-            yield from _walk(item, _Walk(at.layers, (*at.args, f"[{i}]")), in_compile)
-        return
-    if isinstance(node, str):
-        if in_compile and ">" in node:
-            yield Reference("function", node, None, node, at.where())
-        return
-    if not isinstance(node, dict):
-        return
-    if TAG in node:
-        tag = node.get(TAG)
-        if tag in ("enum", "class") and (node.get("registered_name") or node.get("class_name")):
-            yield Reference(
-                "enum" if tag == "enum" else "class",
-                str(node.get("class_name") or node.get("registered_name")),
-                _str_or_none(node.get("module")),
-                _str_or_none(node.get("registered_name")),
-                at.where(),
-            )
-        for key, value in node.items():
-            if key != TAG:
-                yield from _walk(value, _Walk(at.layers, (*at.args, str(key))), in_compile)
-        return
-    if "class_name" in node:
-        yield from _walk_object(node, at, in_compile)
-        return
-    for key, value in node.items():
-        yield from _walk(
-            value, _Walk(at.layers, (*at.args, str(key))), in_compile or key == "compile_config"
-        )
-
-
-def _walk_object(node: dict[str, Any], at: _Walk, in_compile: bool) -> Iterator[Reference]:
-    class_name = node.get("class_name")
-    module = _str_or_none(node.get("module"))
-    inner = node.get("config")
-    if not isinstance(class_name, str):
-        yield Reference("code", repr(class_name), module, None, at.where())
-        return
-    if class_name in _DATA_CLASSES:
-        if class_name == "__slice__":
-            yield from _walk(inner, at, in_compile)
-        return
-    if class_name in _CODE_CLASSES:
-        yield Reference("code", class_name, module, None, at.where())
-        return
-    registered = _str_or_none(node.get("registered_name"))
-    if class_name == "function":
-        name = inner if isinstance(inner, str) else repr(inner)
-        yield Reference("function", name, module, registered, at.where())
-        return
-    layer_name = inner.get("name") if isinstance(inner, dict) else None
-    here = _Walk((*at.layers, layer_name), ()) if isinstance(layer_name, str) and layer_name else at
-    yield Reference("class", class_name, module, registered, here.where(), inner)
-    for key, value in node.items():
-        if key in ("class_name", "module", "registered_name", "shared_object_id"):
-            continue
-        child = here if key == "config" else _Walk(here.layers, (*here.args, key))
-        yield from _walk(value, child, in_compile or key == "compile_config")
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -198,73 +85,114 @@ class Resolver:
         """``custom_objects`` for Keras, plus keys resolved through short names."""
         return {**self.custom_objects, **self.short_names}
 
-    def resolve(self, ref: Reference) -> Resolved | None:
+    def resolve(self, ref: Reference, *, imports: bool = True) -> Resolved | None:
         """What ``ref`` stands for, or None if nothing allowed matches.
 
+        Mirrors Keras' own lookup (``serialization_lib._retrieve_class_or_fn``
+        and the legacy name tables) so the object approved here is the object
+        Keras will use. Every custom object approved is also handed to Keras
+        under the key it looks up (:meth:`keras_custom_objects`). With
+        ``imports=False`` nothing is imported.
+
         Raises:
-            UnsafeModelError: the reference names code, a Lambda, or a Keras
-                symbol that is not a model part.
+            UnsafeModelError: the reference names code, a Lambda, a Keras
+                symbol that is not a model part, or cannot be interpreted.
         """
-        if ref.kind == "code":
+        if ref.kind in ("code", "malformed", "data"):
             raise UnsafeModelError(
-                f"{ref.where}: the config holds a serialized {ref.name} (Python code). "
-                "keras_safe never runs code from a file; rewrite that part as a registered "
-                "class or function."
+                _REFUSALS.get(ref.kind, "{where}: {name}").format(where=ref.where, name=ref.name)
             )
         found = self._custom(ref)
-        if found is None and self._may_import(ref.module):
+        if found is None and imports and self._may_import(ref.module):
             self._import(ref.module)
             found = self._custom(ref)
         if found is not None:
             return found
         return self._builtin(ref)
 
+    def _lookup_key(self, ref: Reference) -> str:
+        # Functions by their config name, classes by registered_name (the
+        # class name when the field is absent, nothing when it is null).
+        if ref.kind == "function":
+            return ref.name
+        return ref.name if ref.registered_name is None else ref.registered_name
+
     def _custom(self, ref: Reference) -> Resolved | None:
-        # Mirror Keras' own lookup so the object approved here is the one Keras
-        # will use: functions by their config name, classes by registered_name
-        # (class_name when the key is absent); global registrations win over
-        # custom_objects, as in keras.saving.deserialize_keras_object.
-        key = ref.name if ref.kind == "function" else (ref.registered_name or ref.name)
+        # Global registrations win over custom_objects, as in
+        # keras.saving.deserialize_keras_object.
+        key = self._lookup_key(ref)
+        if not key:
+            return None
         obj = registry.get(key)
         if obj is None:
             obj = keras.saving.get_custom_objects().get(key)
-        if obj is not None:
-            return Resolved(ref, obj, "registry")
-        if key in self.custom_objects:
-            return Resolved(ref, self.custom_objects[key], "custom")
-        if ref.kind != "function" and ref.name in self.custom_objects:
-            # custom_objects given by short class name for a registered key:
-            # Keras would miss it, so load() maps the key to it (see aliases()).
-            self.short_names[key] = self.custom_objects[ref.name]
-            return Resolved(ref, self.custom_objects[ref.name], "custom")
-        return None
+        source = "registry"
+        if obj is None:
+            source = "custom"
+            obj = self.custom_objects.get(key)
+            if obj is None and ref.kind != "function" and ref.name in self.custom_objects:
+                # custom_objects given by short class name for a registered key.
+                obj = self.custom_objects[ref.name]
+        if obj is None:
+            return None
+        # Keras gets exactly what was approved under the key it looks up
+        # (registry aliases and short names included), so it never falls
+        # through to a built-in of the same name that was not checked.
+        self.short_names[key] = obj
+        return Resolved(ref, obj, source)
 
     def _builtin(self, ref: Reference) -> Resolved | None:
         module = ref.module or ""
         if ref.kind == "function":
-            modules = _FUNCTION_MODULES if module in ("", "builtins") else (module,)
-            for candidate in modules:
-                if candidate in _FUNCTION_MODULES:
-                    obj = _keras.keras_symbol(f"{candidate}.{ref.name}")
-                    if obj is not None and callable(obj) and not isinstance(obj, type):
-                        return Resolved(ref, obj, "keras")
-            return self._refuse_keras(ref, module) if _is_keras_module(module) else None
-        if not module and ref.kind == "class":
+            return self._builtin_function(ref, module)
+        if ref.kind != "class":
+            return None
+        if ref.legacy:
             return self._legacy_builtin(ref)
         if not _is_keras_module(module):
+            self._refuse_foreign(ref, module)
             return None
         return self._check_kind(ref, module, _keras.keras_symbol(f"{module}.{ref.name}"))
 
+    def _builtin_function(self, ref: Reference, module: str) -> Resolved | None:
+        if module == "builtins":
+            # Keras tries several modules in an order that varies between
+            # processes: every candidate must be acceptable.
+            candidates = [
+                (candidate, obj)
+                for candidate in _keras.builtin_function_modules()
+                if (obj := _keras.keras_symbol(f"{candidate}.{ref.name}")) is not None
+            ]
+        elif _is_keras_module(module):
+            candidates = [(module, _keras.keras_symbol(f"{module}.{ref.name}"))]
+        else:
+            self._refuse_foreign(ref, module)
+            return None
+        if not candidates:
+            if module == "builtins" and hasattr(builtins, ref.name):
+                self._refuse_foreign(ref, module)
+            return None
+        for candidate, obj in candidates:
+            if (
+                candidate not in _FUNCTION_MODULES
+                or ref.name in _NOT_MODEL_FUNCTIONS
+                or obj is None
+                or isinstance(obj, type)
+                or not callable(obj)
+            ):
+                return self._refuse_keras(ref, candidate)
+        return Resolved(ref, candidates[0][1], "keras")
+
     def _legacy_builtin(self, ref: Reference) -> Resolved | None:
-        # Legacy (.h5) configs name built-ins by class name only; Keras looks
-        # them up in its layer/initializer/... modules, and so do we.
-        for module in _LEGACY_MODULES:
-            obj = _keras.keras_symbol(f"{module}.{ref.name}")
-            if obj is None and module in sys.modules:
-                obj = getattr(sys.modules[module], ref.name, None)
-            if isinstance(obj, type):
-                return self._check_kind(ref, module, obj)
-        return None
+        # Configs without a module (legacy .h5, old layer configs) name
+        # built-ins by class name; Keras looks the name up in one of several
+        # tables depending on where the reference sits, so every table's
+        # object of that name must be acceptable.
+        found = _keras.legacy_candidates(ref.name)
+        if not found:
+            return None
+        checked = [self._check_kind(ref, "keras", obj) for obj in found]
+        return checked[0]
 
     def _check_kind(self, ref: Reference, module: str, obj: Any) -> Resolved | None:
         if obj is None and module.startswith("keras.src."):
@@ -279,6 +207,9 @@ class Resolver:
                     "by the model file, so keras_safe refuses them. Replace the layer with a "
                     "registered keras_safe.SerializableLayer."
                 )
+            problem = builtin_config_problem(ref, obj)
+            if problem is not None:
+                raise UnsafeModelError(problem)
             return Resolved(ref, obj, "keras")
         return self._refuse_keras(ref, module)
 
@@ -290,9 +221,22 @@ class Resolver:
             "to those; refusing to load it."
         )
 
+    def _refuse_foreign(self, ref: Reference, module: str) -> None:
+        # A name in the standard library or a framework is never a custom
+        # object that is merely not imported yet: it is an attempt to run it.
+        top = module.split(".")[0]
+        if top in sys.stdlib_module_names or top in _FOREIGN_PACKAGES:
+            raise UnsafeModelError(
+                f"{ref.where}: the config refers to {module}.{ref.name}, a function or class "
+                f"of {top!r}, not a model part. Model files may only refer to Keras model "
+                "parts and registered objects; refusing to load it."
+            )
+
     def _may_import(self, module: str | None) -> bool:
-        if not module or module == "__main__" or not _MODULE_RE.match(module):
+        if not module or not _MODULE_RE.match(module):
             return False
+        if any(part.startswith("__") for part in module.split(".")):
+            return False  # __main__, __init__: never imported by name from a file
         return any(module == p or module.startswith(f"{p}.") for p in self.allow_imports)
 
     def _import(self, module: str | None) -> None:
@@ -304,6 +248,102 @@ class Resolver:
         except ImportError:
             return  # reported as missing, with the manifest's hints
         self.imported.append(module)
+
+
+# -- every reference of a file ---------------------------------------------------------
+
+
+def resolve_all(
+    configs: list[dict[str, Any]], resolver: Resolver, manifest: Manifest | None, path: Path
+) -> list[Resolved]:
+    """Resolve every reference or raise, listing every unsafe or missing one.
+
+    Everything is checked without importing anything first; modules under
+    ``allow_imports`` are imported only for a file with nothing unsafe in it.
+    """
+    refs = [ref for config in configs for ref in iter_references(config, include_data=True)]
+    unsafe = screen_references(refs)
+    resolved: list[Resolved] = []
+    pending: list[Reference] = []
+    for ref in refs:
+        if ref.kind == "data":
+            continue
+        try:
+            found = resolver.resolve(ref, imports=False)
+        except UnsafeModelError as exc:
+            unsafe.append(str(exc))
+            continue
+        if found is None:
+            pending.append(ref)
+        else:
+            resolved.append(found)
+    if unsafe:
+        lines = "\n".join(f"  - {line}" for line in dict.fromkeys(unsafe))
+        raise UnsafeModelError(f"{path} refers to things keras_safe does not load:\n{lines}")
+    missing: dict[str, Reference] = {}
+    for ref in pending:
+        found = resolver.resolve(ref)
+        if found is None:
+            missing.setdefault(ref.key, ref)
+        else:
+            resolved.append(found)
+    if missing:
+        raise MissingObjectsError(
+            _missing_message(missing, manifest, resolver, path), tuple(missing)
+        )
+    return resolved
+
+
+def _missing_message(
+    missing: dict[str, Reference], manifest: Manifest | None, resolver: Resolver, path: Path
+) -> str:
+    lines, modules, distributions = [], [], []
+    for key, ref in missing.items():
+        record = manifest.object(key) if manifest is not None else None
+        module = (record.module if record else None) or ref.module
+        origin = record.origin if record else f"module {module or '?'}"
+        lines.append(f"  - {key} ({ref.kind}, {origin}; used at {ref.where})")
+        if module and module not in ("__main__", "builtins"):
+            modules.append(module)
+        if record and record.distribution:
+            distributions.append(f"{record.distribution}=={record.version}".rstrip("=None"))
+    packages = tuple(sorted({m.split(".")[0] for m in modules}))
+    fixes = []
+    if modules:
+        imports = ", ".join(dict.fromkeys(modules))
+        fixes.append(f"import the module(s) that define them first: import {imports}")
+        fixes.append(
+            f"or let keras_safe import them: keras_safe.load(path, allow_imports={packages!r})"
+        )
+    fixes.append("or pass them: keras_safe.load(path, custom_objects={'Name': Name, ...})")
+    if distributions:
+        fixes.append(f"if not installed: pip install {' '.join(dict.fromkeys(distributions))}")
+    renamed = next((k for k, ref in missing.items() if ref.kind == "class" and ">" in k), None)
+    if renamed is not None:
+        fixes.append(
+            "if a class moved to another module, import that one; if it was renamed (or its "
+            f"package was), keep the old key: @keras_safe.register(..., aliases=({renamed!r},))"
+        )
+    if resolver.imported:
+        fixes.append(f"(imported via allow_imports: {', '.join(resolver.imported)})")
+    return (
+        f"{path} needs {len(missing)} custom object(s) that are not available in this "
+        "process:\n" + "\n".join(lines) + "\nFix: " + "\n     ".join(fixes)
+    )
+
+
+_REFUSALS = {
+    "code": (
+        "{where}: the config holds a serialized {name} (Python code or an object rebuilt "
+        "from a registry named by the file). keras_safe never runs code from a file; "
+        "rewrite that part as a registered class or function."
+    ),
+    "malformed": (
+        "{where}: the config has a reference Keras cannot interpret ({name}); the file "
+        "was edited or is damaged."
+    ),
+    "data": "{where}: {name} is a value marker, not a reference.",
+}
 
 
 def _is_keras_module(module: str) -> bool:
