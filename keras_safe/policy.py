@@ -287,6 +287,14 @@ def resolve_all(
             missing.setdefault(ref.key, ref)
         else:
             resolved.append(found)
+    if missing and resolver.imported:
+        # A module imported for a later reference may have registered an
+        # earlier one (legacy configs name classes without their module).
+        for key, ref in list(missing.items()):
+            found = resolver.resolve(ref, imports=False)
+            if found is not None:
+                resolved.append(found)
+                del missing[key]
     if missing:
         raise MissingObjectsError(
             _missing_message(missing, manifest, resolver, path), tuple(missing)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import keras
 import pytest
 
@@ -75,11 +77,27 @@ def test_lambda_layers_and_serialized_code_are_refused() -> None:
 def test_unknown_custom_references_are_missing_not_imported() -> None:
     ref = next(
         iter_references(
-            {"module": "os", "class_name": "system", "config": {}, "registered_name": "x>system"}
+            {
+                "module": "my_project.layers",
+                "class_name": "Block",
+                "config": {},
+                "registered_name": "my_project>Block",
+            }
         )
     )
     assert Resolver().resolve(ref) is None
-    assert Resolver(allow_imports=("my_project",)).resolve(ref) is None
+    assert Resolver(allow_imports=("other",)).resolve(ref) is None
+    assert "my_project.layers" not in sys.modules
+
+
+def test_standard_library_functions_are_refused_not_missing() -> None:
+    ref = next(
+        iter_references(
+            {"module": "os", "class_name": "system", "config": {}, "registered_name": "x>system"}
+        )
+    )
+    with pytest.raises(keras_safe.UnsafeModelError, match=r"os\.system"):
+        Resolver().resolve(ref)
 
 
 def test_allow_imports_prefixes_are_package_names() -> None:
