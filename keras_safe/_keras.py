@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import h5py
+import keras
 from keras.src import api_export
 from keras.src.saving import object_registration, saving_lib, serialization_lib
 
@@ -230,3 +231,25 @@ def all_layers(model: Any) -> list[Any]:
 def count_layers(model: Any) -> int:
     """How many layers a model has, nested ones included."""
     return len(all_layers(model))
+
+
+# -- checkpoints ----------------------------------------------------------------------
+
+
+class CheckpointCallback(keras.callbacks.ModelCheckpoint):  # type: ignore[misc]
+    """``keras.callbacks.ModelCheckpoint`` whose write step is :meth:`write_checkpoint`.
+
+    ModelCheckpoint decides *when* and *where* to save (``save_freq``,
+    ``save_best_only`` with ``monitor``/``mode``, ``{epoch}``/``{val_loss}``
+    in the path, ``verbose`` messages) in its private ``_save_model``, and
+    then calls ``model.save``. Overriding that one method keeps every
+    decision Keras makes and replaces only the write.
+    """
+
+    def _save_model(self, epoch: int, batch: int | None, logs: dict[str, Any] | None) -> None:
+        filepath = self._get_file_path(epoch, batch, logs or {})
+        if self._should_save_model(epoch, batch, logs, filepath):
+            self.write_checkpoint(filepath)
+
+    def write_checkpoint(self, filepath: str) -> None:
+        raise NotImplementedError

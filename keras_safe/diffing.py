@@ -1,0 +1,416 @@
+"""``diff``: what differs between two saved models, the question asked after retraining.
+
+Both archives are checked against their manifests first (so a file whose
+manifest was copied from another cannot pass as identical), then compared
+part by part: environment versions, custom objects, the config layer by
+layer, and the weights dataset by dataset. Members whose digests match are
+not compared any further, files with the same content digest not at all,
+and weights are read from both archives a slice at a time, never as two
+whole models in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from keras_safe.archive import CONFIG, METADATA, WEIGHTS, ArchiveReader
+from keras_safe.compare import Sides, config_differences
+from keras_safe.errors import _UsageError
+from keras_safe.integrity import check_digest, check_member_list, parse_json, read_manifest
+from keras_safe.loading import existing_path, sniff
+from keras_safe.manifest import Manifest, ObjectRecord
+from keras_safe.plain import derive_manifest
+
+__all__ = ["DiffReport", "WeightChange", "diff"]
+
+Progress = Callable[[str, int], Callable[[int], None]]
+"""``progress(title, total_bytes)`` starts a phase and returns ``advance(n_bytes)``."""
+
+A_B = Sides(
+    left="a",
+    right="b",
+    only_left="only in a ({value})",
+    only_right="only in b ({value})",
+    layer_only_left="only in a",
+    layer_only_right="only in b",
+    counts="a has {left} items, b has {right}",
+)
+
+_CHUNK_BYTES = 16 << 20
+_ENVIRONMENT = (
+    ("keras_safe", "keras_safe"),
+    ("keras", "Keras"),
+    ("backend", "backend"),
+    ("tensorflow", "TensorFlow"),
+    ("python", "Python"),
+)
+_OBJECT_FIELDS = (
+    ("module", "module"),
+    ("qualname", "qualified name"),
+    ("kind", "kind"),
+    ("distribution", "distribution"),
+    ("version", "distribution version"),
+    ("signature", "signature"),
+    ("config_version", "config version"),
+)
+
+
+@dataclass(frozen=True)
+class WeightChange:
+    """One weight (HDF5 dataset path, e.g. ``layers/dense/vars/0``) that differs.
+
+    ``change`` is ``"added"`` (only in b), ``"removed"`` (only in a),
+    ``"shape"`` (shape or dtype changed) or ``"values"``; for values,
+    ``changed`` of ``size`` values differ, by at most ``max_abs``.
+    """
+
+    path: str
+    change: str
+    a: str | None
+    b: str | None
+    changed: int | None = None
+    size: int | None = None
+    max_abs: float | None = None
+
+    def __str__(self) -> str:
+        if self.change == "added":
+            return f"{self.path}: only in b {self.b}"
+        if self.change == "removed":
+            return f"{self.path}: only in a {self.a}"
+        if self.change == "shape":
+            return f"{self.path}: a {self.a}, b {self.b}"
+        amount = f"{self.changed} of {self.size} values differ"
+        if self.max_abs is not None:
+            amount += f" (max abs difference {self.max_abs:.6g})"
+        return f"{self.path} {self.a}: {amount}"
+
+
+@dataclass(frozen=True)
+class DiffReport:
+    """What differs between two saved models; ``str(report)`` is the readable text.
+
+    Attributes:
+        identical: Both files have the same content digest: nothing was compared.
+        versions: Environment differences (keras_safe, Keras, TensorFlow, Python ...).
+        model: Differences in the model summaries (class, layers, parameters).
+        objects: Custom objects added, removed or changed (module, version, source ...).
+        config: Config differences, per layer and argument.
+        weights: Every weight that differs, as :class:`WeightChange`.
+        members: Other archive members (assets) that differ.
+        same: No difference in the model itself (versions aside).
+    """
+
+    a: Path
+    b: Path
+    identical: bool
+    versions: tuple[str, ...] = ()
+    model: tuple[str, ...] = ()
+    objects: tuple[str, ...] = ()
+    config: tuple[str, ...] = ()
+    weights: tuple[WeightChange, ...] = ()
+    members: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def same(self) -> bool:
+        return self.identical or not (
+            self.model or self.objects or self.config or self.weights or self.members
+        )
+
+    def sections(self) -> list[tuple[str, list[str]]]:
+        """``(title, lines)`` for every part that differs."""
+        parts = [
+            ("versions", list(self.versions)),
+            ("model", list(self.model)),
+            ("custom objects", list(self.objects)),
+            ("config", list(self.config)),
+            ("weights", [str(change) for change in self.weights]),
+            ("other members", list(self.members)),
+        ]
+        return [(title, lines) for title, lines in parts if lines]
+
+    def __str__(self) -> str:
+        head = f"a: {self.a}\nb: {self.b}\n"
+        if self.identical:
+            return head + "identical: same content digest\n"
+        body = []
+        for title, lines in self.sections():
+            body.append(f"{title} ({len(lines)}):")
+            body.extend(f"  {line}" for line in lines)
+        if self.same:
+            body.append("the models are the same" + (" (versions aside)" if self.versions else ""))
+        body.extend(self.notes)
+        return head + "\n".join(body) + "\n"
+
+
+def diff(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> DiffReport:
+    """Compare two saved models: versions, custom objects, config per layer, weights.
+
+    Nothing is built, imported or executed: both files are read as data.
+    Each is first checked against its manifest (an ``IntegrityError`` for a
+    damaged file); files with the same content digest are reported identical
+    without reading their weights.
+
+    Args:
+        a: The first ``.keras`` file (e.g. before retraining).
+        b: The second ``.keras`` file.
+
+    Returns:
+        A :class:`DiffReport`; ``report.same`` tells whether the models differ,
+        ``print(report)`` shows how.
+
+    Example:
+        >>> report = keras_safe.diff("before.keras", "after.keras")
+        >>> [change.path for change in report.weights]
+        ['layers/dense/vars/0', 'layers/dense/vars/1']
+    """
+    return compare_files(a, b)
+
+
+def compare_files(a: Any, b: Any, progress: Progress | None = None) -> DiffReport:
+    """:func:`diff`, reporting the bytes it reads to ``progress``."""
+    path_a, path_b = _archive_path(a), _archive_path(b)
+    with ArchiveReader(path_a) as reader_a, ArchiveReader(path_b) as reader_b:
+        side_a, side_b = _Side(reader_a), _Side(reader_b)
+        advance = _phase(progress, "checking digests", side_a.hashed_bytes + side_b.hashed_bytes)
+        side_a.check(advance)
+        side_b.check(advance)
+        versions = tuple(_version_lines(side_a.manifest, side_b.manifest))
+        if side_a.manifest.digest is not None and side_a.manifest.digest == side_b.manifest.digest:
+            return DiffReport(path_a, path_b, True, versions)
+        notes = [
+            f"note: {label} has no keras_safe manifest (saved by plain Keras); its members "
+            "were compared byte for byte"
+            for label, side in (("a", side_a), ("b", side_b))
+            if side.manifest.written_by != "keras_safe"
+        ]
+        config: list[str] = []
+        if not side_a.same_member(side_b, CONFIG):
+            config = config_differences(side_a.config(), side_b.config(), sides=A_B)
+        weights: list[WeightChange] = []
+        if not side_a.same_member(side_b, WEIGHTS):
+            weights = _weight_changes(reader_a, reader_b, progress)
+        return DiffReport(
+            path_a,
+            path_b,
+            False,
+            versions,
+            tuple(_model_lines(side_a.manifest, side_b.manifest)),
+            tuple(_object_lines(side_a.manifest.objects, side_b.manifest.objects)),
+            tuple(config),
+            tuple(weights),
+            tuple(_member_lines(side_a, side_b)),
+            tuple(notes),
+        )
+
+
+def _archive_path(filepath: Any) -> Path:
+    path = existing_path(filepath)
+    if sniff(path) == "hdf5":
+        raise _UsageError(
+            f"{path} is a legacy HDF5 model; diff compares .keras archives. Convert it first: "
+            f"keras-safe upgrade {path} {path.with_suffix('.keras')}"
+        )
+    return path
+
+
+def _phase(progress: Progress | None, title: str, total: int) -> Callable[[int], None] | None:
+    return None if progress is None else progress(title, total)
+
+
+class _Side:
+    """One archive being compared: its manifest and member digests."""
+
+    def __init__(self, reader: ArchiveReader) -> None:
+        self.reader = reader
+        manifest = read_manifest(reader)
+        if manifest is None:
+            manifest = derive_manifest(reader, self.config())
+        self.manifest: Manifest = manifest
+        self.digests: dict[str, str] = {}
+        self.hashed_bytes = sum(
+            info.file_size for name, info in reader.members.items() if name != METADATA
+        )
+
+    def config(self) -> dict[str, Any]:
+        return parse_json(self.reader.read(CONFIG), CONFIG, self.reader.path)
+
+    def check(self, advance: Callable[[int], None] | None) -> None:
+        """Hash every member; with a manifest, every digest must match it."""
+        manifest = self.manifest
+        if manifest.written_by == "keras_safe":
+            check_member_list(manifest, self.reader)
+        for name in self.reader.members:
+            if name == METADATA:
+                continue
+            digest = self.reader.sha256(name, advance)
+            if manifest.written_by == "keras_safe":
+                check_digest(self.reader, manifest, name, digest)
+            self.digests[name] = digest
+
+    def same_member(self, other: _Side, name: str) -> bool:
+        mine, theirs = self.digests.get(name), other.digests.get(name)
+        return mine is not None and mine == theirs
+
+
+def _version_lines(a: Manifest, b: Manifest) -> Iterator[str]:
+    for key, label in _ENVIRONMENT:
+        left, right = a.environment.get(key), b.environment.get(key)
+        if left != right:
+            yield f"{label}: a {left or 'unknown'}, b {right or 'unknown'}"
+    if a.written_by != b.written_by:
+        yield f"written by: a {a.written_by}, b {b.written_by}"
+
+
+def _model_lines(a: Manifest, b: Manifest) -> Iterator[str]:
+    for label, left, right in (
+        ("class", a.model.class_name, b.model.class_name),
+        ("name", a.model.name, b.model.name),
+        ("layers", a.model.layers, b.model.layers),
+        ("parameters", a.model.params, b.model.params),
+        ("optimizer values", a.model.optimizer_params, b.model.optimizer_params),
+    ):
+        if left != right:
+            yield f"{label}: a {_number(left)}, b {_number(right)}"
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "unknown"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _object_lines(a: tuple[ObjectRecord, ...], b: tuple[ObjectRecord, ...]) -> Iterator[str]:
+    left, right = {r.key: r for r in a}, {r.key: r for r in b}
+    for key in dict.fromkeys([*left, *right]):
+        if key not in right:
+            yield f"{key}: only in a ({left[key].origin})"
+        elif key not in left:
+            yield f"{key}: only in b ({right[key].origin})"
+        else:
+            old, new = left[key], right[key]
+            for attribute, label in _OBJECT_FIELDS:
+                x, y = getattr(old, attribute), getattr(new, attribute)
+                if x != y:
+                    yield f"{key}: {label} a {x}, b {y}"
+            if old.source_sha256 != new.source_sha256 and old.signature == new.signature:
+                yield f"{key}: source code differs"
+
+
+def _member_lines(a: _Side, b: _Side) -> Iterator[str]:
+    names = [n for n in dict.fromkeys([*a.digests, *b.digests]) if n not in (CONFIG, WEIGHTS)]
+    for name in names:
+        if name not in b.digests:
+            yield f"{name}: only in a"
+        elif name not in a.digests:
+            yield f"{name}: only in b"
+        elif not a.same_member(b, name):
+            yield f"{name}: contents differ"
+
+
+# -- weights ------------------------------------------------------------------------
+
+
+def _datasets(handle: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found[name] = obj
+
+    handle.visititems(visit)
+    return found
+
+
+def _natural(path: str) -> list[Any]:
+    """Sort key putting ``vars/2`` before ``vars/10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def _describe(dataset: Any) -> str:
+    return f"{dataset.dtype}{list(dataset.shape)}"
+
+
+def _open_weights(reader: ArchiveReader) -> Any:
+    if not reader.has(WEIGHTS):
+        return None
+    return h5py.File(reader.window(WEIGHTS), "r")
+
+
+def _weight_changes(
+    reader_a: ArchiveReader, reader_b: ArchiveReader, progress: Progress | None
+) -> list[WeightChange]:
+    file_a, file_b = _open_weights(reader_a), _open_weights(reader_b)
+    try:
+        left = _datasets(file_a) if file_a is not None else {}
+        right = _datasets(file_b) if file_b is not None else {}
+        common = [name for name in left if name in right]
+        total = sum(left[n].size * left[n].dtype.itemsize for n in common)
+        advance = _phase(progress, "comparing weights", total)
+        changes = []
+        for name in sorted({*left, *right}, key=_natural):
+            if name not in right:
+                changes.append(WeightChange(name, "removed", _describe(left[name]), None))
+            elif name not in left:
+                changes.append(WeightChange(name, "added", None, _describe(right[name])))
+            else:
+                change = _compare_dataset(name, left[name], right[name], advance)
+                if change is not None:
+                    changes.append(change)
+        return changes
+    finally:
+        for handle in (file_a, file_b):
+            if handle is not None:
+                handle.close()
+
+
+def _compare_dataset(
+    name: str, a: Any, b: Any, advance: Callable[[int], None] | None
+) -> WeightChange | None:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return WeightChange(name, "shape", _describe(a), _describe(b))
+    changed, largest = 0, None
+    for block_a, block_b in zip(_blocks(a), _blocks(b), strict=True):
+        differs = _differing(block_a, block_b)
+        count = int(np.count_nonzero(differs))
+        if count and block_a.dtype.kind in "biuf":
+            gap = np.abs(block_a[differs].astype("float64") - block_b[differs].astype("float64"))
+            gap = gap[~np.isnan(gap)]
+            if gap.size:
+                largest = max(largest or 0.0, float(gap.max()))
+        changed += count
+        if advance is not None:
+            advance(block_a.nbytes)
+    if not changed:
+        return None
+    return WeightChange(name, "values", _describe(a), _describe(b), changed, int(a.size), largest)
+
+
+def _blocks(dataset: Any) -> Iterator[np.ndarray[Any, Any]]:
+    """The dataset's values, a slice of rows at a time (scalars whole)."""
+    if dataset.ndim == 0 or dataset.shape[0] == 0:
+        yield np.atleast_1d(np.asarray(dataset[()]))
+        return
+    row_bytes = max(1, dataset.size // dataset.shape[0]) * dataset.dtype.itemsize
+    step = max(1, _CHUNK_BYTES // row_bytes)
+    for start in range(0, dataset.shape[0], step):
+        yield np.asarray(dataset[start : start + step])
+
+
+def _differing(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Element-wise "not the same bits" (so NaN equals NaN and -0.0 differs from 0.0)."""
+    if a.dtype.kind in "biufc" and a.dtype.itemsize in (1, 2, 4, 8):
+        view = np.dtype(f"u{a.dtype.itemsize}")
+        differs: np.ndarray[Any, Any] = np.ascontiguousarray(a).view(view) != (
+            np.ascontiguousarray(b).view(view)
+        )
+        return differs
+    return np.asarray(a != b)
