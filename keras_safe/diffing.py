@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import ml_dtypes
 import numpy as np
 
 from keras_safe.archive import CONFIG, METADATA, WEIGHTS, ArchiveReader
@@ -45,6 +46,7 @@ A_B = Sides(
 )
 
 _CHUNK_BYTES = 16 << 20
+_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 _ENVIRONMENT = (
     ("keras_safe", "keras_safe"),
     ("keras", "Keras"),
@@ -67,8 +69,10 @@ _OBJECT_FIELDS = (
 class WeightChange:
     """One weight (HDF5 dataset path, e.g. ``layers/dense/vars/0``) that differs.
 
-    ``change`` is ``"added"`` (only in b), ``"removed"`` (only in a),
-    ``"shape"`` (shape or dtype changed) or ``"values"``; for values,
+    ``owner`` is the name of the layer (or optimizer) holding it, as Keras
+    records it next to the weights. ``change`` is ``"added"`` (only in b),
+    ``"removed"`` (only in a), ``"shape"`` (shape or dtype changed) or
+    ``"values"``; for values,
     ``changed`` of ``size`` values differ, by at most ``max_abs``.
     """
 
@@ -79,18 +83,21 @@ class WeightChange:
     changed: int | None = None
     size: int | None = None
     max_abs: float | None = None
+    owner: str | None = None
 
     def __str__(self) -> str:
+        shown = self.owner and f"/{self.owner}/" not in f"/{self.path}/"
+        where = f"{self.path} ({self.owner})" if shown else self.path
         if self.change == "added":
-            return f"{self.path}: only in b {self.b}"
+            return f"{where}: only in b {self.b}"
         if self.change == "removed":
-            return f"{self.path}: only in a {self.a}"
+            return f"{where}: only in a {self.a}"
         if self.change == "shape":
-            return f"{self.path}: a {self.a}, b {self.b}"
+            return f"{where}: a {self.a}, b {self.b}"
         amount = f"{self.changed} of {self.size} values differ"
         if self.max_abs is not None:
             amount += f" (max abs difference {self.max_abs:.6g})"
-        return f"{self.path} {self.a}: {amount}"
+        return f"{where} {self.a}: {amount}"
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,8 @@ class DiffReport:
             ("model", list(self.model)),
             ("custom objects", list(self.objects)),
             ("config", list(self.config)),
-            ("weights", [str(change) for change in self.weights]),
+            ("weights", [str(c) for c in self.weights if not _is_optimizer(c.path)]),
+            ("optimizer", _optimizer_summary(self.weights)),
             ("other members", list(self.members)),
         ]
         return [(title, lines) for title, lines in parts if lines]
@@ -149,6 +157,15 @@ class DiffReport:
             body.append("the models are the same" + (" (versions aside)" if self.versions else ""))
         body.extend(self.notes)
         return head + "\n".join(body) + "\n"
+
+
+def _is_optimizer(path: str) -> bool:
+    return path.startswith("optimizer/")
+
+
+def _optimizer_summary(changes: tuple[WeightChange, ...]) -> list[str]:
+    count = sum(1 for change in changes if _is_optimizer(change.path))
+    return [f"{count} optimizer variable(s) differ (listed in DiffReport.weights)"] if count else []
 
 
 def diff(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> DiffReport:
@@ -335,8 +352,23 @@ def _natural(path: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
+def _dtype(dataset: Any) -> np.dtype[Any]:
+    # Keras stores bfloat16 weights as uint16 and says so in an attribute.
+    dtype: np.dtype[Any] = _BFLOAT16
+    if dataset.attrs.get("dtype") != "bfloat16":
+        dtype = np.dtype(dataset.dtype)
+    return dtype
+
+
 def _describe(dataset: Any) -> str:
-    return f"{dataset.dtype}{list(dataset.shape)}"
+    return f"{_dtype(dataset)}{list(dataset.shape)}"
+
+
+def _owner(dataset: Any) -> str | None:
+    name = dataset.parent.attrs.get("name")
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    return name if isinstance(name, str) else None
 
 
 def _open_weights(reader: ArchiveReader) -> Any:
@@ -358,9 +390,17 @@ def _weight_changes(
         changes = []
         for name in sorted({*left, *right}, key=_natural):
             if name not in right:
-                changes.append(WeightChange(name, "removed", _describe(left[name]), None))
+                changes.append(
+                    WeightChange(
+                        name, "removed", _describe(left[name]), None, owner=_owner(left[name])
+                    )
+                )
             elif name not in left:
-                changes.append(WeightChange(name, "added", None, _describe(right[name])))
+                changes.append(
+                    WeightChange(
+                        name, "added", None, _describe(right[name]), owner=_owner(right[name])
+                    )
+                )
             else:
                 change = _compare_dataset(name, left[name], right[name], advance)
                 if change is not None:
@@ -375,13 +415,14 @@ def _weight_changes(
 def _compare_dataset(
     name: str, a: Any, b: Any, advance: Callable[[int], None] | None
 ) -> WeightChange | None:
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return WeightChange(name, "shape", _describe(a), _describe(b))
+    owner = _owner(b)
+    if a.shape != b.shape or _dtype(a) != _dtype(b):
+        return WeightChange(name, "shape", _describe(a), _describe(b), owner=owner)
     changed, largest = 0, None
     for block_a, block_b in zip(_blocks(a), _blocks(b), strict=True):
         differs = _differing(block_a, block_b)
         count = int(np.count_nonzero(differs))
-        if count and block_a.dtype.kind in "biuf":
+        if count and (block_a.dtype.kind in "biuf" or block_a.dtype == _BFLOAT16):
             gap = np.abs(block_a[differs].astype("float64") - block_b[differs].astype("float64"))
             gap = gap[~np.isnan(gap)]
             if gap.size:
@@ -391,23 +432,26 @@ def _compare_dataset(
             advance(block_a.nbytes)
     if not changed:
         return None
-    return WeightChange(name, "values", _describe(a), _describe(b), changed, int(a.size), largest)
+    return WeightChange(
+        name, "values", _describe(a), _describe(b), changed, int(a.size), largest, owner
+    )
 
 
 def _blocks(dataset: Any) -> Iterator[np.ndarray[Any, Any]]:
     """The dataset's values, a slice of rows at a time (scalars whole)."""
+    dtype = _dtype(dataset)
     if dataset.ndim == 0 or dataset.shape[0] == 0:
-        yield np.atleast_1d(np.asarray(dataset[()]))
+        yield np.atleast_1d(np.asarray(dataset[()])).view(dtype)
         return
-    row_bytes = max(1, dataset.size // dataset.shape[0]) * dataset.dtype.itemsize
+    row_bytes = max(1, dataset.size // dataset.shape[0]) * dtype.itemsize
     step = max(1, _CHUNK_BYTES // row_bytes)
     for start in range(0, dataset.shape[0], step):
-        yield np.asarray(dataset[start : start + step])
+        yield np.asarray(dataset[start : start + step]).view(dtype)
 
 
 def _differing(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Element-wise "not the same bits" (so NaN equals NaN and -0.0 differs from 0.0)."""
-    if a.dtype.kind in "biufc" and a.dtype.itemsize in (1, 2, 4, 8):
+    if not a.dtype.hasobject and a.dtype.kind not in "SU" and a.dtype.itemsize in (1, 2, 4, 8):
         view = np.dtype(f"u{a.dtype.itemsize}")
         differs: np.ndarray[Any, Any] = np.ascontiguousarray(a).view(view) != (
             np.ascontiguousarray(b).view(view)
