@@ -119,7 +119,14 @@ class _Differ:
     def _sequence(self, a: Any, b: Any, where: str) -> Iterator[str]:
         s = self.sides
         left, right = _by_label(a), _by_label(b)
-        if left is not None and right is not None and list(left) != list(right):
+        if (
+            left is not None
+            and right is not None
+            and list(left) != list(right)
+            # mostly the same names: pair by name; else (automatic names that
+            # differ between processes) by position
+            and 2 * len(left.keys() & right.keys()) >= min(len(left), len(right))
+        ):
             for label in dict.fromkeys([*left, *right]):
                 place = f"{where} > {label}" if where else label
                 if label not in left:

@@ -67,12 +67,13 @@ _OBJECT_FIELDS = (
 
 @dataclass(frozen=True)
 class WeightChange:
-    """One weight (HDF5 dataset path, e.g. ``layers/dense/vars/0``) that differs.
+    """One weight that differs, by its path in the weights file (``layers/hidden/vars/0``).
 
-    ``owner`` is the name of the layer (or optimizer) holding it, as Keras
-    records it next to the weights. ``change`` is ``"added"`` (only in b),
-    ``"removed"`` (only in a), ``"shape"`` (shape or dtype changed) or
-    ``"values"``; for values,
+    Layers of Functional and Sequential models appear under their names
+    (Keras' own keys, ``layers/dense_1``, shift when a layer is inserted).
+    ``owner`` is the name of the layer (or optimizer) holding the weight.
+    ``change`` is ``"added"`` (only in b), ``"removed"`` (only in a),
+    ``"shape"`` (shape or dtype changed) or ``"values"``; for values,
     ``changed`` of ``size`` values differ, by at most ``max_abs``.
     """
 
@@ -338,6 +339,8 @@ def _member_lines(a: _Side, b: _Side) -> Iterator[str]:
 
 def _datasets(handle: Any) -> dict[str, Any]:
     found: dict[str, Any] = {}
+    if handle is None:
+        return found
 
     def visit(name: str, obj: Any) -> None:
         if isinstance(obj, h5py.Dataset):
@@ -345,6 +348,49 @@ def _datasets(handle: Any) -> dict[str, Any]:
 
     handle.visititems(visit)
     return found
+
+
+def _by_layer_name(datasets: dict[str, Any]) -> dict[str, Any] | None:
+    """The datasets keyed with layer names instead of Keras' class-based keys.
+
+    Keras files the layers of a Functional or Sequential model under keys made
+    from class names and positions (``layers/dense_1``), so inserting a layer
+    shifts the keys of the layers after it; the layer's own name is stored
+    next to its weights. None if two weights would get the same key.
+    """
+    keyed: dict[str, Any] = {}
+    for path, dataset in datasets.items():
+        parts = path.split("/")
+        for i in range(1, len(parts) - 1):
+            if parts[i - 1] != "layers":
+                continue
+            group = dataset.file["/".join(parts[: i + 1])]
+            holder = group.get("vars")
+            name = holder.attrs.get("name") if holder is not None else None
+            if isinstance(name, str) and name and "/" not in name:
+                parts[i] = name
+        key = "/".join(parts)
+        if key in keyed:
+            return None
+        keyed[key] = dataset
+    return keyed
+
+
+def _paired_keys(
+    left: dict[str, Any], right: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Key both sides by layer name when that pairs at least as many weights as paths do.
+
+    Retrained models pair the same either way; a model with an inserted layer
+    pairs correctly only by name; two models whose layers got different
+    automatic names (``dense_3`` / ``dense_7``) pair only by path.
+    """
+    named_left, named_right = _by_layer_name(left), _by_layer_name(right)
+    if named_left is None or named_right is None:
+        return left, right
+    if len(named_left.keys() & named_right.keys()) >= len(left.keys() & right.keys()):
+        return named_left, named_right
+    return left, right
 
 
 def _natural(path: str) -> list[Any]:
@@ -382,8 +428,7 @@ def _weight_changes(
 ) -> list[WeightChange]:
     file_a, file_b = _open_weights(reader_a), _open_weights(reader_b)
     try:
-        left = _datasets(file_a) if file_a is not None else {}
-        right = _datasets(file_b) if file_b is not None else {}
+        left, right = _paired_keys(_datasets(file_a), _datasets(file_b))
         common = [name for name in left if name in right]
         total = sum(left[n].size * left[n].dtype.itemsize for n in common)
         advance = _phase(progress, "comparing weights", total)
