@@ -217,6 +217,16 @@ class _Holder(SerializableLayer):
 
 def _check_held(obj: Any, label: str) -> None:
     """An object that is not a layer goes into the archive as a layer's argument."""
+    cls = type(obj)
+    if (
+        not _is_keras_class(obj)
+        and keras.saving.get_registered_object(keras.saving.get_registered_name(cls)) is not cls
+    ):
+        raise AssertionError(
+            f"{label}: class {cls.__module__}.{cls.__qualname__} is not registered, so a fresh "
+            "process cannot rebuild it. Fix: decorate it with "
+            "@keras_safe.register(package='your_project')."
+        )
     with registry.scope():
         register(package="keras_safe.testing")(_Holder)
         try:
