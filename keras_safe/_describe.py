@@ -6,6 +6,7 @@ the full data is always available as JSON (``keras-safe inspect --json``).
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,17 +116,35 @@ def verify_text(report: Any) -> str:
     return "\n".join(lines)
 
 
-def allow_imports_hint(manifest: Manifest | None, command: str, filepath: str) -> str:
+def allow_imports_hint(
+    manifest: Manifest | None,
+    missing: tuple[str, ...],
+    command: str,
+    filepath: str,
+    allowed: tuple[str, ...],
+) -> str:
     """The command-line form of the fix for missing custom objects."""
+    records = [manifest.object(key) for key in missing] if manifest is not None else []
     packages = sorted(
         {
             record.module.split(".")[0]
-            for record in (manifest.objects if manifest is not None else ())
-            if record.module and record.module.split(".")[0] not in ("__main__", "builtins")
+            for record in records
+            if record is not None
+            and record.module
+            and record.module.split(".")[0] not in ("__main__", "builtins")
         }
     )
     if not packages:
         return ""
+    unimportable = [p for p in packages if p in allowed and importlib.util.find_spec(p) is None]
+    if unimportable:
+        names = " ".join(unimportable)
+        return (
+            f"\n{names} cannot be imported by this process: it is not installed and not on "
+            "PYTHONPATH (keras-safe does not look in the current directory). Fix: install the "
+            f"project (pip install -e .), or: PYTHONPATH=. keras-safe {command} {filepath} "
+            f"--allow-imports {' '.join(packages)}"
+        )
     return (
         f"\nFrom the command line: keras-safe {command} {filepath} --allow-imports "
         f"{' '.join(packages)}  (the packages must be importable: installed, or on PYTHONPATH)"

@@ -280,7 +280,13 @@ def _run_verify(args: argparse.Namespace) -> int:
     if not report.ok:
         reason = report.problems[0] if report.problems else "verification failed"
         if isinstance(report.error, MissingObjectsError):
-            reason += _describe.allow_imports_hint(report.manifest, "verify", args.file)
+            reason += _describe.allow_imports_hint(
+                report.manifest,
+                report.error.missing,
+                "verify",
+                args.file,
+                tuple(args.allow_imports),
+            )
         _problem("keras-safe verify", f"FAILED: {reason}")
         return EXIT_PROBLEM
     _out(_describe.verify_text(report))

@@ -91,8 +91,8 @@ class _Differ:
         s = self.sides
         if not self._same_type(a, b):
             yield (
-                f"{where or 'config'}: {s.left} {_short(a)} ({type(a).__name__}), "
-                f"{s.right} {_short(b)} ({type(b).__name__})"
+                f"{where or 'config'}: {s.left} {_short(a)} ({_type_name(a)}), "
+                f"{s.right} {_short(b)} ({_type_name(b)})"
             )
             return
         if isinstance(a, dict):
@@ -140,6 +140,14 @@ class _Differ:
             yield f"{where or 'config'}: " + s.counts.format(left=len(a), right=len(b))
         for i, (x, y) in enumerate(zip(a, b, strict=False)):
             yield from self.diff(x, y, where if _label(x) else f"{where}[{i}]")
+
+
+def _type_name(value: Any) -> str:
+    """``list`` for Keras' TrackedList too: the type as the user wrote it."""
+    for base in (list, tuple, dict):
+        if isinstance(value, base) and type(value).__module__.split(".")[0] == "keras":
+            return base.__name__
+    return type(value).__name__
 
 
 def _by_label(items: Any) -> dict[str, Any] | None:

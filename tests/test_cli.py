@@ -311,6 +311,11 @@ def test_verify_needs_allow_imports_in_a_fresh_process_and_says_so(files: Files)
     assert hint in _unwrap(missing.stderr)
     assert_fits(missing.stderr)
 
+    not_importable = keras_safe_cli("verify", str(files.model), "--allow-imports", "cli_layers")
+    assert not_importable.returncode == 1
+    assert "cli_layers cannot be imported by this process" in _unwrap(not_importable.stderr)
+    assert "PYTHONPATH=. keras-safe verify" in _unwrap(not_importable.stderr)
+
     clean = keras_safe_cli(
         "verify", str(files.model), "--allow-imports", "cli_layers", "--expected-digest",
         files.digest, files=files,
