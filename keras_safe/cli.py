@@ -168,9 +168,13 @@ def _load_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``keras-safe`` with ``argv`` (default: the process arguments); return the exit status."""
-    args = build_parser().parse_args(argv)
-    command = f"keras-safe {args.run.__name__.removeprefix('_run_')}"
+    command = "keras-safe"
     try:
+        try:
+            args = build_parser().parse_args(argv)
+        finally:
+            sys.stdout.flush()  # --help and --version print, then exit: a closed pipe shows here
+        command = f"keras-safe {args.run.__name__.removeprefix('_run_')}"
         status: int = args.run(args)
         sys.stdout.flush()
         return status

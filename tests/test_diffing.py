@@ -89,7 +89,7 @@ def test_architecture_change_pairs_layers_by_name(tmp_path: Path) -> None:
     added = [c for c in report.weights if c.change == "added"]
     assert {c.path for c in added} >= {"layers/extra/vars/0", "layers/extra/vars/1"}
     head = [c for c in report.weights if c.path.startswith("layers/head/")]
-    assert [c.change for c in head] == ["values", "values"]  # compared with its namesake
+    assert head and {c.change for c in head} == {"values"}  # compared with its namesake
 
 
 def test_custom_objects_and_config_arguments(tmp_path: Path, scope: keras_safe.Registry) -> None:
