@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_safe
-from keras_safe import diffing
+from keras_safe import _diff_weights, diffing
 from keras_safe.errors import _UsageError
 
 X = np.random.default_rng(0).random((16, 5)).astype("float32")
@@ -133,7 +133,7 @@ def test_weights_compared_in_slices_count_every_value(
     kernel.assign(values)
     keras_safe.save(model, tmp_path / "b.keras")
 
-    monkeypatch.setattr(diffing, "_CHUNK_BYTES", 512)  # 4 rows of 32 floats per slice
+    monkeypatch.setattr(_diff_weights, "_CHUNK_BYTES", 512)  # 4 rows of 32 floats per slice
     report = keras_safe.diff(tmp_path / "a.keras", tmp_path / "b.keras")
     (change,) = report.weights
     assert change.changed == 23 and change.size == 64 * 32
@@ -143,7 +143,7 @@ def test_weights_compared_in_slices_count_every_value(
 def test_nan_equals_nan_and_sign_of_zero_counts() -> None:
     a = np.array([np.nan, 0.0, 1.0], dtype="float32")
     b = np.array([np.nan, -0.0, 1.0], dtype="float32")
-    assert diffing._differing(a, b).tolist() == [False, True, False]
+    assert _diff_weights._differing(a, b).tolist() == [False, True, False]
 
 
 def test_plain_keras_file_is_compared_and_noted(tmp_path: Path) -> None:
