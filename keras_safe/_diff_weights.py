@@ -58,7 +58,7 @@ class WeightChange:
             return f"{where}: only in a {self.a}"
         if self.change == "shape":
             return f"{where}: a {self.a}, b {self.b}"
-        amount = f"{self.changed} of {self.size} values differ"
+        amount = f"{self.changed:,} of {self.size:,} values differ"
         if self.max_abs is not None:
             amount += f" (max abs difference {self.max_abs:.6g})"
         return f"{where} {self.a}: {amount}"
