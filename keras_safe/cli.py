@@ -150,13 +150,16 @@ def _command(commands: Any, name: str, summary: str, description: str) -> argpar
 
 
 def _load_options(parser: argparse.ArgumentParser) -> None:
+    # One value per option (repeat it, or separate with commas): a list-taking
+    # option would swallow FILE in 'verify --allow-imports my_project model.keras'.
     parser.add_argument(
         "--allow-imports",
         metavar="PKG",
-        nargs="+",
+        type=_packages,
         action="extend",
         default=[],
-        help="packages whose modules may be imported to find custom objects",
+        help="a package whose modules may be imported to find custom objects "
+        "(repeat the option, or separate packages with commas)",
     )
     parser.add_argument(
         "--on-mismatch",
@@ -164,6 +167,10 @@ def _load_options(parser: argparse.ArgumentParser) -> None:
         default="warn",
         help="changes since saving (versions, code): report (default), fail, or ignore",
     )
+
+
+def _packages(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -210,6 +210,16 @@ def test_usage_errors_exit_2_and_point_at_help(
     assert_fits(err)
 
 
+def test_allow_imports_before_or_after_the_file() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(
+        ["verify", "--allow-imports", "a,b", "--allow-imports", "c", "m.keras"]
+    )
+    assert (args.file, args.allow_imports) == ("m.keras", ["a", "b", "c"])
+    args = parser.parse_args(["upgrade", "old.h5", "new.keras", "--allow-imports", "pkg"])
+    assert (args.src, args.dst, args.allow_imports) == ("old.h5", "new.keras", ["pkg"])
+
+
 def test_missing_file_and_bad_digest_are_usage_errors(
     files: Files, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
