@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import h5py
+import keras
 import numpy as np
 from keras.src import api_export
 from keras.src.backend.common import global_state
@@ -563,3 +564,25 @@ def load_legacy_h5(handle: h5py.File, custom_objects: dict[str, Any], compile: b
     return legacy_h5_format.load_model_from_hdf5(
         handle, custom_objects=custom_objects, compile=compile, safe_mode=True
     )
+
+
+# -- checkpoints ----------------------------------------------------------------------
+
+
+class CheckpointCallback(keras.callbacks.ModelCheckpoint):  # type: ignore[misc]
+    """``keras.callbacks.ModelCheckpoint`` whose write step is :meth:`write_checkpoint`.
+
+    ModelCheckpoint decides *when* and *where* to save (``save_freq``,
+    ``save_best_only`` with ``monitor``/``mode``, ``{epoch}``/``{val_loss}``
+    in the path, ``verbose`` messages) in its private ``_save_model``, and
+    then calls ``model.save``. Overriding that one method keeps every
+    decision Keras makes and replaces only the write.
+    """
+
+    def _save_model(self, epoch: int, batch: int | None, logs: dict[str, Any] | None) -> None:
+        filepath = self._get_file_path(epoch, batch, logs or {})
+        if self._should_save_model(epoch, batch, logs, filepath):
+            self.write_checkpoint(filepath)
+
+    def write_checkpoint(self, filepath: str) -> None:
+        raise NotImplementedError

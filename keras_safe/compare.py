@@ -8,12 +8,20 @@ the argument or weight, and both values.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
 
-__all__ = ["config_differences", "strictly_equal", "weight_differences"]
+__all__ = [
+    "SAVED_REBUILT",
+    "Sides",
+    "config_differences",
+    "output_differences",
+    "strictly_equal",
+    "weight_differences",
+]
 
 _MAX_SHOWN = 200
 
@@ -33,49 +41,129 @@ def _label(node: Any) -> str | None:
     return None
 
 
-def config_differences(saved: Any, rebuilt: Any, where: str = "") -> list[str]:
+@dataclass(frozen=True)
+class Sides:
+    """How the two compared configs are named in the sentences."""
+
+    left: str = "saved"
+    right: str = "rebuilt"
+    only_left: str = "saved {value}, missing after rebuilding"
+    only_right: str = "not saved, rebuilt has {value}"
+    layer_only_left: str = "saved, missing after rebuilding"
+    layer_only_right: str = "not saved, rebuilt has it"
+    counts: str = "saved {left} items, rebuilt has {right}"
+
+
+SAVED_REBUILT = Sides()
+"""Sentences of ``save(verify=True)``: the saved config against the rebuilt one."""
+
+
+def config_differences(
+    saved: Any,
+    rebuilt: Any,
+    where: str = "",
+    *,
+    sides: Sides = SAVED_REBUILT,
+    exact_sequences: bool = False,
+) -> list[str]:
     """Every place two configs differ, values and types both (1 != 1.0 != True).
 
     Locations read ``"model (Functional) > attention (CustomAttention).units"``.
+    Lists of layers are paired by layer name, so an inserted layer is one
+    difference, not one per following layer. ``exact_sequences`` also tells a
+    tuple from a list (configs read back from JSON only have lists).
     """
-    return list(_diff(saved, rebuilt, where))
+    return list(_Differ(sides, exact_sequences).diff(saved, rebuilt, where))
 
 
-def _diff(a: Any, b: Any, where: str) -> Iterator[str]:
-    if type(a) is not type(b) and not (type(a) in (list, tuple) and type(b) in (list, tuple)):
-        yield (
-            f"{where or 'config'}: saved {_short(a)} ({type(a).__name__}), "
-            f"rebuilt {_short(b)} ({type(b).__name__})"
-        )
-        return
-    if isinstance(a, dict):
-        label = _label(a)
-        if label is not None:
-            where = f"{where} > {label}" if where else label
-        for key in dict.fromkeys([*a, *b]):
-            if key == "shared_object_id":
-                continue  # object identities of one process, not part of the model
-            child = where if key in ("config", "layers") else f"{where}.{key}"
-            if key not in a:
-                yield f"{child}: not saved, rebuilt has {_short(b[key])}"
-            elif key not in b:
-                yield f"{child}: saved {_short(a[key])}, missing after rebuilding"
-            else:
-                yield from _diff(a[key], b[key], child)
-        return
-    if isinstance(a, (list, tuple)):
+class _Differ:
+    def __init__(self, sides: Sides, exact_sequences: bool) -> None:
+        self.sides = sides
+        self.sequences: tuple[type, ...] = (list, tuple)
+        self.exact = exact_sequences
+
+    def _same_type(self, a: Any, b: Any) -> bool:
+        if type(a) is type(b):
+            return True
+        return not self.exact and type(a) in self.sequences and type(b) in self.sequences
+
+    def diff(self, a: Any, b: Any, where: str) -> Iterator[str]:
+        s = self.sides
+        if not self._same_type(a, b):
+            yield (
+                f"{where or 'config'}: {s.left} {_short(a)} ({_type_name(a)}), "
+                f"{s.right} {_short(b)} ({_type_name(b)})"
+            )
+            return
+        if isinstance(a, dict):
+            label = _label(a)
+            if label is not None:
+                where = f"{where} > {label}" if where else label
+            for key in dict.fromkeys([*a, *b]):
+                if key == "shared_object_id":
+                    continue  # object identities of one process, not part of the model
+                child = where if key in ("config", "layers") else f"{where}.{key}"
+                if key not in a:
+                    yield f"{child}: " + s.only_right.format(value=_short(b[key]))
+                elif key not in b:
+                    yield f"{child}: " + s.only_left.format(value=_short(a[key]))
+                else:
+                    yield from self.diff(a[key], b[key], child)
+            return
+        if isinstance(a, (list, tuple)):
+            yield from self._sequence(a, b, where)
+            return
+        if a != b and not (isinstance(a, float) and a != a and b != b):
+            yield f"{where or 'config'}: {s.left} {_short(a)}, {s.right} {_short(b)}"
+
+    def _sequence(self, a: Any, b: Any, where: str) -> Iterator[str]:
+        s = self.sides
+        left, right = _by_label(a), _by_label(b)
+        if (
+            left is not None
+            and right is not None
+            and list(left) != list(right)
+            # mostly the same names: pair by name; else (automatic names that
+            # differ between processes) by position
+            and 2 * len(left.keys() & right.keys()) >= min(len(left), len(right))
+        ):
+            for label in dict.fromkeys([*left, *right]):
+                place = f"{where} > {label}" if where else label
+                if label not in left:
+                    yield f"{place}: {s.layer_only_right}"
+                elif label not in right:
+                    yield f"{place}: {s.layer_only_left}"
+                else:
+                    yield from self.diff(left[label], right[label], where)
+            return
         if len(a) != len(b):
-            yield f"{where or 'config'}: saved {len(a)} items, rebuilt has {len(b)}"
+            yield f"{where or 'config'}: " + s.counts.format(left=len(a), right=len(b))
         for i, (x, y) in enumerate(zip(a, b, strict=False)):
-            yield from _diff(x, y, where if _label(x) else f"{where}[{i}]")
-        return
-    if a != b and not (isinstance(a, float) and a != a and b != b):
-        yield f"{where or 'config'}: saved {_short(a)}, rebuilt {_short(b)}"
+            yield from self.diff(x, y, where if _label(x) else f"{where}[{i}]")
+
+
+def _type_name(value: Any) -> str:
+    """``list`` for Keras' TrackedList too: the type as the user wrote it."""
+    for base in (list, tuple, dict):
+        if isinstance(value, base) and type(value).__module__.split(".")[0] == "keras":
+            return base.__name__
+    return type(value).__name__
+
+
+def _by_label(items: Any) -> dict[str, Any] | None:
+    """``{label: item}`` when every item is a named object with a unique name."""
+    labelled = {}
+    for item in items:
+        label = _label(item)
+        if label is None or label in labelled:
+            return None
+        labelled[label] = item
+    return labelled if labelled else None
 
 
 def strictly_equal(a: Any, b: Any) -> bool:
     """Deep equality that also compares types (and treats NaN as equal to NaN)."""
-    return not any(True for _ in _diff(a, b, ""))
+    return not any(True for _ in _Differ(SAVED_REBUILT, False).diff(a, b, ""))
 
 
 def _as_numpy(variable: Any) -> np.ndarray[Any, Any]:
@@ -119,4 +207,27 @@ def weight_differences(
             problems.append(f"{what} {name}: {detail} after reloading (loaded into {other})")
         if len(problems) >= _MAX_SHOWN:
             break
+    return problems
+
+
+def output_differences(model: Any, rebuilt: Any, sample_input: Any) -> list[str]:
+    """Every output of two models that differs on ``sample_input`` (bit for bit)."""
+    expected = keras.tree.flatten(model(sample_input, training=False))
+    actual = keras.tree.flatten(rebuilt(sample_input, training=False))
+    if len(expected) != len(actual):
+        return [
+            f"outputs: the saved model returns {len(expected)} tensors, the rebuilt one "
+            f"{len(actual)}"
+        ]
+    problems = []
+    for i, (a, b) in enumerate(zip(expected, actual, strict=True)):
+        left = np.asarray(keras.ops.convert_to_numpy(a))
+        right = np.asarray(keras.ops.convert_to_numpy(b))
+        if left.shape != right.shape or not np.array_equal(left, right, equal_nan=True):
+            diff = (
+                np.max(np.abs(left.astype("float64") - right.astype("float64")))
+                if left.shape == right.shape
+                else "shape"
+            )
+            problems.append(f"output {i} on sample_input differs (max abs difference {diff})")
     return problems

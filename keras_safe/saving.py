@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 from keras_safe import _keras, loading
 from keras_safe._describe import distribution_of, kind_of
 from keras_safe.archive import CONFIG, METADATA, WEIGHTS, ArchiveReader
 from keras_safe.atomic import AtomicArchiveWriter
 from keras_safe.codec import registered_key
-from keras_safe.compare import config_differences, weight_differences
+from keras_safe.compare import config_differences, output_differences, weight_differences
 from keras_safe.errors import (
     KerasSafeError,
     SerializationError,
@@ -257,7 +256,7 @@ def _verify_written(model: Any, config: dict[str, Any], temp_path: Path, sample_
             optimizer.variables, rebuilt.optimizer.variables, "optimizer variable"
         )
     if sample_input is not None and not problems:
-        problems += _output_differences(model, rebuilt, sample_input)
+        problems += output_differences(model, rebuilt, sample_input)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise VerificationError(
@@ -325,28 +324,6 @@ def _round_trip_problems(ref: Reference, cls: Any) -> list[str]:
             json.loads(json.dumps(ref.config)), json.loads(json.dumps(inner)), ref.where
         )
     ]
-
-
-def _output_differences(model: Any, rebuilt: Any, sample_input: Any) -> list[str]:
-    expected = keras.tree.flatten(model(sample_input, training=False))
-    actual = keras.tree.flatten(rebuilt(sample_input, training=False))
-    if len(expected) != len(actual):
-        return [
-            f"outputs: the saved model returns {len(expected)} tensors, the rebuilt one "
-            f"{len(actual)}"
-        ]
-    problems = []
-    for i, (a, b) in enumerate(zip(expected, actual, strict=True)):
-        left = np.asarray(keras.ops.convert_to_numpy(a))
-        right = np.asarray(keras.ops.convert_to_numpy(b))
-        if left.shape != right.shape or not np.array_equal(left, right, equal_nan=True):
-            diff = (
-                np.max(np.abs(left.astype("float64") - right.astype("float64")))
-                if left.shape == right.shape
-                else "shape"
-            )
-            problems.append(f"output {i} on sample_input differs (max abs difference {diff})")
-    return problems
 
 
 def _count_values(variables: Any) -> int:
