@@ -47,6 +47,22 @@ _ALLOWED_BASES: tuple[type, ...] = (
     keras.DTypePolicy,
 )
 # Layers that run code or load files chosen by the model file.
+# Functional graphs record the keras.ops they apply (`x + y`, `keras.ops.relu`)
+# as Operation nodes from keras.src.ops; they are model parts too. The few
+# that take Python callables are refused.
+_OPS_WITH_CALLABLES = frozenset({"WhileLoop", "ForiLoop", "VectorizedMap"})
+
+
+def _is_keras_op(obj: Any) -> bool:
+    return (
+        isinstance(obj, type)
+        and issubclass(obj, keras.Operation)
+        and obj is not keras.Operation
+        and obj.__module__.startswith("keras.src.ops.")
+        and not obj.__module__.endswith("_test")
+    )
+
+
 _REFUSED_LAYERS: tuple[type, ...] = tuple(
     cls
     for name in ("Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer")
@@ -210,6 +226,14 @@ class Resolver:
             problem = builtin_config_problem(ref, obj)
             if problem is not None:
                 raise UnsafeModelError(problem)
+            return Resolved(ref, obj, "keras")
+        if _is_keras_op(obj):
+            if obj.__name__ in _OPS_WITH_CALLABLES:
+                raise UnsafeModelError(
+                    f"{ref.where}: {module}.{ref.name} takes Python functions from the file; "
+                    "keras_safe refuses it. Move the loop into a registered "
+                    "keras_safe.SerializableLayer."
+                )
             return Resolved(ref, obj, "keras")
         return self._refuse_keras(ref, module)
 

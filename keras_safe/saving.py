@@ -269,19 +269,26 @@ def _verify_written(model: Any, config: dict[str, Any], temp_path: Path, sample_
 
 def _unregistered_message(ref: Reference) -> str:
     """Why saving refuses an unresolvable reference, and the fix."""
-    package = (ref.module or "your_project").split(".")[0]
-    if package in ("__main__", "builtins"):
-        package = "your_project"
-    if ref.kind == "function":
-        return (
-            f"{ref.where}: function {ref.name!r} (module {ref.module or '?'}) is not registered, "
-            "so a fresh process cannot find it. Fix: decorate it with "
-            f"@keras_safe.register(package={package!r})"
+    module = ref.module if ref.module not in (None, "builtins") else None
+    in_script = module in (None, "__main__")
+    package = "your_project" if in_script else str(module).split(".")[0]
+    fix = f"Fix: decorate it with @keras_safe.register(package={package!r})"
+    if in_script:
+        fix += (
+            "; to load the file in another process, define it in an importable module "
+            "rather than a script or notebook"
         )
+    if ref.kind == "function":
+        origin = "" if in_script else f" (module {module})"
+        return (
+            f"{ref.where}: function {ref.name!r}{origin} is not registered, so a fresh "
+            f"process cannot find it. {fix}."
+        )
+    name = ref.name if in_script else f"{module}.{ref.name}"
     return (
-        f"{ref.where}: class {ref.module or '?'}.{ref.name} is not registered, so a fresh "
-        f"process cannot find it. Fix: decorate it with @keras_safe.register(package={package!r})"
-        " (and subclass keras_safe.SerializableLayer / Serializable if it has no get_config)."
+        f"{ref.where}: class {name} is not registered, so a fresh process cannot find it. "
+        f"{fix} (and subclass keras_safe.SerializableLayer / Serializable if it has no "
+        "get_config)."
     )
 
 

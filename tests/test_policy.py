@@ -110,3 +110,14 @@ def test_allow_imports_prefixes_are_package_names() -> None:
     for bad in ("__main__", "a b", "../x", ""):
         with pytest.raises(ValueError):
             normalize_prefixes([bad])
+
+
+def test_keras_ops_are_model_parts_but_loops_taking_functions_are_refused() -> None:
+    add = {"module": "keras.src.ops.numpy", "class_name": "Add", "config": {"name": "add"}}
+    (ref,) = iter_references(add)
+    found = Resolver().resolve(ref)
+    assert found is not None and found.source == "keras" and found.obj.__name__ == "Add"
+    loop = {"module": "keras.src.ops.core", "class_name": "WhileLoop", "config": {"name": "w"}}
+    (ref,) = iter_references(loop)
+    with pytest.raises(keras_safe.UnsafeModelError, match="takes Python functions"):
+        Resolver().resolve(ref)

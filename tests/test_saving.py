@@ -402,3 +402,13 @@ def test_compiled_model_that_never_trained_round_trips(tmp_path: Path) -> None:
         restored = keras_safe.load(tmp_path / "m.keras")
     assert int(restored.optimizer.iterations.numpy()) == 0
     assert len(restored.optimizer.variables) == len(model.optimizer.variables)
+
+
+def test_functional_model_with_keras_ops_round_trips(tmp_path: Path) -> None:
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(4, name="dense")(inputs)
+    outputs = keras.ops.relu(hidden + inputs * 2.0)  # Add, Multiply and Relu nodes
+    model = keras.Model(inputs, keras.ops.mean(outputs, axis=-1, keepdims=True))
+    x = sample(width=4)
+    keras_safe.save(model, tmp_path / "ops.keras", sample_input=x)
+    np.testing.assert_array_equal(keras_safe.load(tmp_path / "ops.keras")(x), model(x))
