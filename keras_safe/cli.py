@@ -358,17 +358,7 @@ def _run_diff(args: argparse.Namespace) -> int:
 
 
 def _run_upgrade(args: argparse.Namespace) -> int:
-    keras_safe = _library()
-    upgrade = getattr(keras_safe, "upgrade", None)
-    if upgrade is None:
-        _problem(
-            "keras-safe upgrade",
-            f"this keras_safe ({__version__}) has no keras_safe.upgrade, so it cannot convert "
-            "files. Install a keras_safe release with config evolution (keras_safe.upgrade), "
-            "or re-save the model from Python: keras_safe.save(keras.models.load_model(SRC), "
-            "DST).",
-        )
-        return EXIT_USAGE
+    upgrade = _library().upgrade
     progress = progress_for([args.src])
     if progress is not None:
         _check_digests_with_progress(args.src, progress)

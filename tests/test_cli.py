@@ -417,35 +417,20 @@ def test_diff_identical_config_changes_and_damage(
 # -- upgrade -------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(hasattr(keras_safe, "upgrade"), reason="this keras_safe has upgrade()")
-def test_upgrade_without_library_support_exits_2(
+def test_upgrade_writes_a_verified_archive(
     files: Files, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["upgrade", str(files.plain), str(tmp_path / "new.keras")]) == 2
-    assert "has no keras_safe.upgrade" in capsys.readouterr().err
-    assert not (tmp_path / "new.keras").exists()
-
-
-def test_upgrade_calls_the_library_function(
-    files: Files,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A stand-in with keras_safe.upgrade's signature checks the command's wiring
-    # (arguments, output, exit status), whether or not the real one is installed.
-    def upgrade(src: str, dst: str, **load_kwargs: object) -> keras_safe.Manifest:
-        assert load_kwargs == {"allow_imports": ("cli_layers",), "on_mismatch": "ignore"}
-        return keras_safe.save(keras_safe.load(src, **load_kwargs), dst)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(keras_safe, "upgrade", upgrade, raising=False)
     target = tmp_path / "upgraded.keras"
     argv = ["upgrade", str(files.plain), str(target), "--allow-imports", "cli_layers"]
     with keras_safe.registry.scope():
-        assert cli.main([*argv, "--on-mismatch", "ignore"]) == 0
-    out = _unwrap(capsys.readouterr().out)
-    assert f"upgraded {files.plain} -> {target}" in out
-    assert keras_safe.inspect(target).digest in out
+        assert cli.main(argv) == 0
+        out = _unwrap(capsys.readouterr().out)
+        manifest = keras_safe.inspect(target)
+        assert manifest.written_by == "keras_safe"
+        assert f"upgraded {files.plain} -> {target}" in out and manifest.digest in out
+        assert keras_safe.verify(target, allow_imports=("cli_layers",)).ok
+    assert cli.main(["upgrade", str(tmp_path / "missing.keras"), str(target)]) == cli.EXIT_USAGE
+    assert "No such file" in capsys.readouterr().err
 
 
 # -- pipes and terminals -------------------------------------------------------------
