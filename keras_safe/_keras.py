@@ -9,13 +9,17 @@ Keras upgrade that moves them breaks one small module (covered by
 from __future__ import annotations
 
 import io
+import sys
+import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
 import h5py
+import keras
+import numpy as np
 from keras.src import api_export
 from keras.src.saving import object_registration, saving_lib, serialization_lib
 
@@ -113,46 +117,179 @@ def safe_mode() -> Iterator[None]:
 
 def deserialize_model(config: dict[str, Any], custom_objects: dict[str, Any]) -> Any:
     """Build a model from a config, in Keras' safe mode whatever the global setting."""
+    scope = _deferred_scope()
     with serialization_lib.ObjectSharingScope(), safe_mode():
-        return serialization_lib.deserialize_keras_object(
-            config, custom_objects=custom_objects, safe_mode=True
+        if scope is None:
+            return serialization_lib.deserialize_keras_object(
+                config, custom_objects=custom_objects, safe_mode=True
+            )
+        return _deserialize_deferred(config, custom_objects)
+
+
+def _deserialize_deferred(config: dict[str, Any], custom_objects: dict[str, Any]) -> Any:
+    """``deserialize_keras_object`` of a model whose variables get no real values.
+
+    The steps of Keras' ``deserialize_keras_object`` and
+    ``Trainer.compile_from_config``, taken one by one because each needs a
+    different treatment:
+
+    - the model is built in the stateless scope, so no initializer runs
+      (generating 100M random numbers takes longer than loading them);
+    - its variables then get zeros as placeholder values, because
+      TensorFlow's optimizer keys its slots by the real ``tf.Variable``;
+      the values are never compared (only what loading records is);
+    - the optimizer and the rest of the compile arguments are created outside
+      the scope (Keras refuses variables made from values, such as every
+      optimizer's iteration count, inside one);
+    - ``compile`` and ``optimizer.build`` (Adam's two slots per weight) run in
+      the scope again.
+    """
+    scope, pending = _DEFERRED.scope, _DEFERRED.pending
+    compile_config = config.get("compile_config")
+    created = len(pending)
+    with scope:
+        model = serialization_lib.deserialize_keras_object(
+            {**config, "compile_config": None}, custom_objects=custom_objects, safe_mode=True
         )
+    zeros = keras.initializers.Zeros()
+    for variable in pending[created:]:
+        variable._initializer = zeros
+        variable._deferred_initialize()
+    del pending[created:]
+    if compile_config:
+        _compile_deferred(model, compile_config, custom_objects, scope)
+    if hasattr(scope, "model_built"):
+        scope.model_built(model)
+    return model
 
 
-def write_state(model: Any, archive: Any, weights_name: str, assets_name: str) -> None:
-    """Write the model's variables and assets into an open ZipFile, as Keras does."""
-    weights_store: Any = None
-    asset_store: Any = None
-    spill: Any = None
+def _compile_deferred(
+    model: Any, compile_config: dict[str, Any], custom_objects: dict[str, Any], scope: Any
+) -> None:
+    from keras.src.trainers.trainer import Trainer
+
+    if type(model).compile is not Trainer.compile:  # Keras warns and skips; so do we
+        model.compile_from_config(compile_config)
+        return
+    with object_registration.CustomObjectScope(custom_objects):
+        arguments = serialization_lib.deserialize_keras_object(compile_config)
+    model.compile(**arguments)
+    if getattr(model, "optimizer", None) is not None and model.built:
+        with scope:
+            model.optimizer.build(model.trainable_variables)
+    model.compiled = True
+
+
+_DEFERRED = threading.local()
+
+
+@contextmanager
+def deferred_variables(scope: Any) -> Iterator[None]:
+    """Rebuild models whose variables hold no values of their own.
+
+    ``scope`` is a ``keras.StatelessScope`` (made with
+    ``initialize_variables=False``). Within this context
+    :func:`deserialize_model` builds models without running their
+    variables' initializers (see ``_deserialize_deferred``) and tells the
+    scope (``scope.model_built(model)``, if it has that method);
+    :func:`load_state` assigns the loaded values in the scope, which records
+    them (``add_update``) instead of copying them into the variables, and
+    reads them as tensors over the bytes read rather than copies. Used by
+    ``save(verify=True)`` (``keras_safe.verification``): the rebuilt model
+    exists only to be compared.
+
+    Keras keeps variables created in a stateless scope in a per-thread list,
+    to initialize them at the next top-level scope exit (the next symbolic
+    call of any model); the ones created here are taken off that list, so
+    the discarded model costs nothing later.
+    """
+    from keras.src.backend.common import global_state
+
+    pending = global_state.get_global_attribute(
+        "uninitialized_variables", [], set_to_default=True
+    )
+    before = len(pending)
+    cache_attr_skipsets()  # Keras' state walk would create an optimizer in the scope
+    _DEFERRED.scope, _DEFERRED.pending = scope, pending
     try:
-        if saving_lib.is_memory_sufficient(model):
-            weights_store = saving_lib.H5IOStore(weights_name, archive=archive, mode="w")
-        else:  # as Keras: build the h5 on disk next to the archive, then copy it in
-            import tempfile
-
-            spill = tempfile.NamedTemporaryFile(dir=Path(archive.fp.name).parent)  # noqa: SIM115
-            weights_store = saving_lib.H5IOStore(spill.name, mode="w")
-        asset_store = saving_lib.DiskIOStore(assets_name, archive=archive, mode="w")
-        saving_lib._save_state(
-            model,
-            weights_store=weights_store,
-            assets_store=asset_store,
-            inner_path="",
-            visited_saveables=set(),
-        )
-    except BaseException:
-        if weights_store is not None:
-            weights_store.archive = None  # don't write a half-filled member
-        spill = None if spill is None else spill.close()
-        raise
+        yield
     finally:
-        if weights_store is not None:
+        _DEFERRED.scope = _DEFERRED.pending = None
+        del pending[before:]
+
+
+def cache_attr_skipsets() -> None:
+    """Cache the attribute sets Keras' state walk skips, where Keras looks for them.
+
+    ``saving_lib.get_attr_skipset`` builds a reference object of each kind
+    (a ``Layer()``, an ``Optimizer(1.0)`` with its variables ...) to list the
+    attributes not to visit, and means to cache the result, but stores it
+    under ``saving_attr_skipset_*`` while reading ``saving_attr_skiplist_*``:
+    every layer and optimizer that saving or loading visits builds a new
+    reference object. Storing the sets under the key Keras reads makes the
+    walk cheaper and lets it run in a stateless scope (where creating the
+    optimizer's variables is refused). Keras' global state is per thread and
+    cleared by ``keras.backend.clear_session()``, so this runs before each use.
+    """
+    from keras.src.backend.common import global_state
+
+    for kind in _SKIPSET_KINDS:
+        key = f"saving_attr_skiplist_{kind}"
+        if global_state.get_global_attribute(key) is None:
+            global_state.set_global_attribute(key, saving_lib.get_attr_skipset(kind))
+
+
+_SKIPSET_KINDS = ("Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss")
+
+
+def _deferred_scope() -> Any:
+    return getattr(_DEFERRED, "scope", None)
+
+
+def write_state(model: Any, weights: Any, archive: Any, assets_name: str) -> None:
+    """Write the model's variables into ``weights`` and its assets into ``archive``.
+
+    ``weights`` is the archive member being written in place (an
+    :class:`~keras_safe.atomic.InPlaceMember`): h5py builds the weights file
+    straight into the archive instead of in an ``io.BytesIO`` (or, when
+    Keras thinks memory is short, a temporary file) that is copied in
+    afterwards. Its ``finish()`` runs once the weights file is complete,
+    before the assets are added to the archive.
+    """
+    cache_attr_skipsets()
+    weights_store = _InPlaceH5Store(weights)
+    asset_store: Any = None
+    try:
+        asset_store = saving_lib.DiskIOStore(assets_name, archive=archive, mode="w")
+        try:
+            saving_lib._save_state(
+                model,
+                weights_store=weights_store,
+                assets_store=asset_store,
+                inner_path="",
+                visited_saveables=set(),
+            )
+        finally:
             weights_store.close()
+        weights.finish()
+    except BaseException:
+        weights.close()
         if asset_store is not None:
+            asset_store.archive = None  # nothing more goes into a failed archive
             asset_store.close()
-    if spill is not None:
-        archive.write(spill.name, weights_name)
-        spill.close()
+        raise
+    asset_store.close()
+
+
+class _InPlaceH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
+    """Keras' H5 weight store writing into a seekable file it does not own."""
+
+    def __init__(self, fileobj: Any) -> None:
+        self._fileobj = fileobj
+        super().__init__(fileobj.name, mode="w")
+
+    def _get_h5_file(self, path_or_io: Any, mode: str | None = None) -> Any:
+        return h5py.File(self._fileobj, mode="w")
 
 
 class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
@@ -161,16 +298,49 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
     def __init__(self, fileobj: IO[bytes] | io.RawIOBase) -> None:
         self._fileobj = fileobj
         self.consumed: set[str] = set()
+        self._scratch: np.ndarray[Any, Any] | None = None
         super().__init__("model.weights.h5", mode="r")
 
     def _get_h5_file(self, path_or_io: Any, mode: str | None = None) -> Any:
         return h5py.File(self._fileobj, mode="r")
 
     def __getitem__(self, key: str) -> Any:
-        value = super().__getitem__(key)
+        value = self._read_as_tensor(key) if _deferred_scope() is not None else None
+        if value is None:
+            value = super().__getitem__(key)
         group = self._h5_entry_group
         self.consumed.add(f"{group.name.lstrip('/')}/{key}" if hasattr(group, "name") else key)
         return value
+
+    def _read_as_tensor(self, key: str) -> Any:
+        """A dataset as a tensor over the bytes read, or None where that does not apply.
+
+        Keras' store returns a new numpy array per dataset, which TensorFlow
+        copies again when it is assigned (``convert_to_eager_tensor`` copies
+        every ndarray). In a deferred rebuild the dataset is read into a
+        buffer aligned as TensorFlow requires and handed over through
+        DLPack, so the tensor is the buffer. Once nothing refers to that
+        tensor any more (the values were compared and dropped), the next
+        dataset reuses the buffer: no fresh memory to fault in per dataset.
+        A layer whose ``load_own_variables`` needs numpy arrays fails here,
+        and the ordinary rebuild takes over.
+        """
+        dataset = saving_lib.safe_get_h5_dataset(self._h5_entry_group, key)  # Keras' guards
+        if "dtype" in dataset.attrs or dataset.dtype.kind not in "biuf" or dataset.size == 0:
+            return None  # bfloat16 marker, strings, empty: Keras' own path
+        import tensorflow as tf
+
+        needed = dataset.nbytes + _TF_ALIGNMENT
+        # Our attribute and getrefcount's argument: nothing else still uses it.
+        if self._scratch is None or self._scratch.nbytes < needed or (
+            sys.getrefcount(self._scratch) > 2
+        ):
+            self._scratch = np.empty(needed, dtype=np.uint8)
+        offset = -self._scratch.ctypes.data % _TF_ALIGNMENT
+        raw = self._scratch[offset : offset + dataset.nbytes]
+        array = raw.view(dataset.dtype).reshape(dataset.shape)
+        dataset.read_direct(array)
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
 
     def datasets(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """Every dataset in the file: ``{path: (shape, dtype)}``."""
@@ -182,6 +352,9 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
 
         self.h5_file.visititems(visit)
         return found
+
+
+_TF_ALIGNMENT = 64  # EIGEN_MAX_ALIGN_BYTES; TensorFlow aborts on less aligned buffers
 
 
 @contextmanager
@@ -205,7 +378,9 @@ def load_state(
     )
     failed: set[int] = set()
     error_msgs: dict[int, tuple[Any, BaseException]] = {}
-    with _loading_warnings() as caught:
+    cache_attr_skipsets()
+    scope = _deferred_scope()
+    with _loading_warnings() as caught, scope if scope is not None else nullcontext():
         saving_lib._load_state(
             model,
             weights_store=store,

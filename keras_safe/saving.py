@@ -17,18 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
-from keras_safe import _keras, loading
-from keras_safe.archive import CONFIG, METADATA, WEIGHTS, ArchiveReader
+from keras_safe import _keras
+from keras_safe.archive import CONFIG, METADATA, WEIGHTS
 from keras_safe.atomic import AtomicArchiveWriter
 from keras_safe.codec import registered_key
-from keras_safe.compare import config_differences, weight_differences
+from keras_safe.compare import config_differences
 from keras_safe.errors import (
     KerasSafeError,
     SerializationError,
     UnsafeModelError,
-    VerificationError,
     _FileExistsError,
     _UsageError,
     _WriteError,
@@ -45,6 +43,7 @@ from keras_safe.manifest import (
 )
 from keras_safe.policy import Reference, Resolver, iter_references
 from keras_safe.registry import distribution_of, kind_of, registry
+from keras_safe.verification import verify_written
 
 __all__ = ["save"]
 
@@ -113,7 +112,7 @@ def save(
     try:
         zf = writer.zipfile
         zf.writestr(CONFIG, json.dumps(config))
-        _keras.write_state(model, zf, WEIGHTS, "assets")
+        _keras.write_state(model, zf.open_in_place(WEIGHTS), zf, "assets")
         members = {name: MemberRecord(sha, size) for name, (sha, size) in writer.digests.items()}
         manifest = Manifest(
             format_version=FORMAT_VERSION,
@@ -129,7 +128,7 @@ def save(
         zf.writestr(METADATA, json.dumps(_metadata(manifest)))
         writer.finish()
         if verify:
-            _verify_written(model, config, writer.temp_path, sample_input)
+            verify_written(model, config, writer.temp_path, sample_input)
         writer.commit()
     except KerasSafeError:
         writer.abort()
@@ -237,35 +236,6 @@ def _metadata(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def _verify_written(model: Any, config: dict[str, Any], temp_path: Path, sample_input: Any) -> None:
-    options = loading.LoadOptions.make(None, True, (), "ignore", None, None)
-    with ArchiveReader(temp_path) as reader:
-        try:
-            rebuilt = loading.load_archive(reader, options)
-        except KerasSafeError as exc:
-            raise VerificationError(
-                f"The written file does not load back in a fresh process:\n{exc}\nNothing was "
-                "replaced."
-            ) from exc
-    problems = config_differences(config, _keras.serialize_model(rebuilt))
-    problems += weight_differences(model.weights, rebuilt.weights)
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None and optimizer.variables:
-        problems += weight_differences(
-            optimizer.variables, rebuilt.optimizer.variables, "optimizer variable"
-        )
-    if sample_input is not None and not problems:
-        problems += _output_differences(model, rebuilt, sample_input)
-    if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        raise VerificationError(
-            f"The model rebuilt from the written bytes differs from the one saved, so the "
-            f"file was not written:\n{lines}\nFix: make get_config()/from_config() capture "
-            "every constructor argument (or subclass keras_safe.SerializableLayer), and create "
-            "all weights in build()."
-        )
-
-
 def _unregistered_message(ref: Reference) -> str:
     """Why saving refuses an unresolvable reference, and the fix."""
     package = (ref.module or "your_project").split(".")[0]
@@ -323,28 +293,6 @@ def _round_trip_problems(ref: Reference, cls: Any) -> list[str]:
             json.loads(json.dumps(ref.config)), json.loads(json.dumps(inner)), ref.where
         )
     ]
-
-
-def _output_differences(model: Any, rebuilt: Any, sample_input: Any) -> list[str]:
-    expected = keras.tree.flatten(model(sample_input, training=False))
-    actual = keras.tree.flatten(rebuilt(sample_input, training=False))
-    if len(expected) != len(actual):
-        return [
-            f"outputs: the saved model returns {len(expected)} tensors, the rebuilt one "
-            f"{len(actual)}"
-        ]
-    problems = []
-    for i, (a, b) in enumerate(zip(expected, actual, strict=True)):
-        left = np.asarray(keras.ops.convert_to_numpy(a))
-        right = np.asarray(keras.ops.convert_to_numpy(b))
-        if left.shape != right.shape or not np.array_equal(left, right, equal_nan=True):
-            diff = (
-                np.max(np.abs(left.astype("float64") - right.astype("float64")))
-                if left.shape == right.shape
-                else "shape"
-            )
-            problems.append(f"output {i} on sample_input differs (max abs difference {diff})")
-    return problems
 
 
 def _count_values(variables: Any) -> int:
