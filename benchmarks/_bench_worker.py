@@ -100,7 +100,7 @@ class PlainDenseBlock(keras.layers.Layer):
 
 def shape_for(params: int) -> tuple[int, int]:
     """(width, depth) of a stack of width x width blocks with about ``params`` parameters."""
-    width = max(64, int(round((params / 24) ** 0.5 / 64)) * 64)
+    width = max(64, round((params / 24) ** 0.5 / 64) * 64)
     depth = max(1, round(params / (width * (width + 1))))
     return width, depth
 
@@ -125,8 +125,8 @@ def build_model(kind: str, params: int) -> Any:
     batch = np.random.default_rng(0).standard_normal((8, width)).astype("float32")
     with tf.GradientTape() as tape:
         loss = model.compute_loss(x=batch, y=batch, y_pred=model(batch, training=True))
-    model.optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
-                                        model.trainable_variables))
+    variables = model.trainable_variables
+    model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
     return model
 
 
@@ -160,9 +160,13 @@ def measure(operation: Any) -> dict[str, Any]:
     os.sync()  # dirty pages of earlier writes must not be flushed on our clock
     reset = _reset_high_water_mark()
     baseline = _status("VmRSS")
+    profiler = _profiler()
     start = time.perf_counter()
     result = operation()
     seconds = time.perf_counter() - start
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(os.environ["KERAS_SAFE_BENCH_PROFILE"])
     if reset:
         peak = _status("VmHWM")
     else:  # ru_maxrss is in KiB on Linux, bytes on macOS
@@ -170,6 +174,17 @@ def measure(operation: Any) -> dict[str, Any]:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
     del result
     return {"seconds": seconds, "peak_rss": peak, "baseline_rss": baseline, "hwm_reset": reset}
+
+
+def _profiler() -> Any:
+    """A running cProfile profiler if ``KERAS_SAFE_BENCH_PROFILE`` names a file for it."""
+    if not os.environ.get("KERAS_SAFE_BENCH_PROFILE"):
+        return None
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
 
 
 def _save_operation(side: str, model: Any, path: str) -> Any:
@@ -206,7 +221,7 @@ def job_load(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_prepare(spec: dict[str, Any]) -> dict[str, Any]:
-    """Write the file both loaders read (and a tiny one to warm up with)."""
+    """Write the file both loaders read (and a tiny one to warm up with); time digests."""
     keras_safe.save(build_model(spec["model"], 5_000), spec["warm_path"], verify=False)
     model = build_model(spec["model"], spec["params"])
     keras_safe.save(model, spec["path"], verify=False)
@@ -215,21 +230,23 @@ def job_prepare(spec: dict[str, Any]) -> dict[str, Any]:
         "shape": shape_for(spec["params"]),
         "optimizer_params": int(sum(np.prod(v.shape) for v in model.optimizer.variables)),
         "file_bytes": os.path.getsize(spec["path"]),
+        "digest": _digests(spec["path"], spec["rounds"]),
     }
 
 
-def job_digest(spec: dict[str, Any]) -> dict[str, Any]:
+def _digests(path: str, rounds: int) -> dict[str, Any]:
     """keras_safe's member digest (from the file) vs hashlib over the same bytes in memory."""
     from keras_safe.archive import WEIGHTS, ArchiveReader
 
-    with ArchiveReader(Path(spec["path"])) as reader:
+    with ArchiveReader(Path(path)) as reader:
         data = reader.read(WEIGHTS, reader.limits.max_member_bytes)
         sides = {
             "hashlib": lambda: hashlib.sha256(data).hexdigest(),
             "keras_safe": lambda: reader.sha256(WEIGHTS),
         }
-        samples = _rounds(sides, spec["rounds"])
-        assert sides["hashlib"]() == sides["keras_safe"]()
+        samples = _rounds(sides, rounds)
+        if sides["hashlib"]() != sides["keras_safe"]():
+            raise AssertionError("keras_safe's digest differs from hashlib's")
     return {"bytes": len(data), "samples": samples}
 
 
@@ -237,10 +254,11 @@ def job_construct(spec: dict[str, Any]) -> dict[str, Any]:
     """``count`` constructions of a SerializableLayer vs the same plain Layer subclass."""
     count = spec["count"]
     sides = {
-        "plain": lambda: [PlainDenseBlock(64) for _ in range(count)],
-        "keras_safe": lambda: [DenseBlock(64) for _ in range(count)],
+        "plain": lambda n=count: [PlainDenseBlock(64) for _ in range(n)],
+        "keras_safe": lambda n=count: [DenseBlock(64) for _ in range(n)],
     }
-    sides["plain"](), sides["keras_safe"]()  # warm up
+    for side in sides.values():  # warm up (first-call costs, caches)
+        side(100)
     return {"count": count, "samples": _rounds(sides, spec["rounds"])}
 
 
@@ -257,10 +275,6 @@ def _rounds(sides: dict[str, Any], rounds: int) -> dict[str, list[float]]:
     return samples
 
 
-def job_import(spec: dict[str, Any]) -> dict[str, Any]:
-    return {"keras": _T1 - _T0, "keras_safe": _T2 - _T1}
-
-
 def _keras_keeps_weights_in_memory(model: Any) -> bool:
     from keras.src.saving import saving_lib
 
@@ -271,6 +285,8 @@ def main() -> None:
     spec = json.loads(sys.argv[1])
     job = globals()[f"job_{spec['job']}"]
     result = job(spec)
+    # Every worker is a fresh process: each one also times the two imports.
+    result["imports"] = {"keras": _T1 - _T0, "keras_safe": _T2 - _T1}
     print("BENCH-RESULT " + json.dumps(result), flush=True)
 
 

@@ -3,12 +3,12 @@
 Usage::
 
     python benchmarks/bench_save_load.py [--sizes 1M,25M,100M] [--repeat N]
-        [--models custom,builtin] [--json OUT] [--markdown [FILE]]
+        [--models custom,builtin] [--json OUT] [--markdown [FILE]] [--profile DIR]
 
-For every size, a model of width x width dense blocks (custom
-``SerializableLayer`` blocks, and the same stack of built-in ``Dense`` layers),
-compiled with Adam and trained one step so optimizer state is saved and
-loaded too, is saved and loaded by each side:
+For every size, a model of width x width residual dense blocks (custom
+``SerializableLayer`` blocks; at the largest size also the same stack of
+built-in ``Dense`` layers), compiled with Adam and trained one step so that
+optimizer state is saved and loaded too, is saved and loaded by each side:
 
 - save: plain ``model.save`` (twice: the A/A row is the run's noise floor),
   ``keras_safe.save(verify=False)``, ``keras_safe.save(verify=True)``;
@@ -21,22 +21,26 @@ model, warms the same code path up on a tiny model, flushes dirty pages
 (``os.sync()``), collects garbage, resets the kernel's RSS high-water mark
 and then times the operation and reads its peak RSS. Sides are interleaved
 (A B C D, then B C D A, ...), so slow phases of the machine hit every side;
-each figure is the median (and min) of ``--repeat`` rounds (at least 5 for
-numbers worth quoting).
+each figure is the median (and min) of ``--repeat`` rounds (5 or more for
+figures worth quoting). ``--repeat 1`` is a smoke run that keeps the script
+working: custom model only, no A/A rows.
 
 Also measured: digest throughput (keras_safe hashing a member from the file
 vs ``hashlib.sha256`` over the same bytes in memory), 10,000 constructions of
 a ``SerializableLayer`` vs the same plain ``keras.layers.Layer`` subclass,
-and ``import keras_safe`` after ``import keras`` (fresh processes).
+and ``import keras_safe`` after ``import keras`` (timed in every worker, each
+a fresh process).
 
 ``--markdown`` prints the results as the README's table; ``--markdown
 README.md`` replaces the table between the ``<!-- bench:begin -->`` and
-``<!-- bench:end -->`` markers of that file.
+``<!-- bench:end -->`` markers of that file. ``--profile DIR`` writes a
+cProfile of each timed operation (which slows it: not for figures).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -91,9 +95,16 @@ def size_label(params: int) -> str:
 # -- running workers ----------------------------------------------------------------
 
 
+PROFILE_DIR: Path | None = None  # --profile: cProfile each timed operation into here
+
+
 def run_worker(spec: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
     """Run one job in a fresh interpreter; return its result."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
+    if PROFILE_DIR is not None and "side" in spec:
+        count = len(list(PROFILE_DIR.glob("*.prof")))
+        name = f"{count:03d}-{spec['model']}-{size_label(spec['params'])}-{spec['job']}-"
+        env["KERAS_SAFE_BENCH_PROFILE"] = str(PROFILE_DIR / f"{name}{spec['side']}.prof")
     proc = subprocess.run(
         [sys.executable, str(WORKER), json.dumps(spec)],
         capture_output=True,
@@ -120,37 +131,49 @@ def log(message: str) -> None:
 
 
 def bench_size(params: int, kind: str, repeat: int, workdir: Path) -> dict[str, Any]:
-    """All save and load sides of one model, interleaved round by round."""
+    """All save and load sides of one model, interleaved round by round.
+
+    The A/A sides (plain against plain) need two rounds or more to say
+    anything about the noise; a single round leaves them out.
+    """
+    save_sides = SAVE_SIDES if repeat > 1 else tuple(s for s in SAVE_SIDES if s != "plain_again")
+    load_sides = LOAD_SIDES if repeat > 1 else tuple(s for s in LOAD_SIDES if s != "plain_again")
     tag = f"{kind}-{size_label(params)}"
     source = workdir / f"{tag}.keras"
     warm = workdir / f"{tag}-warm.keras"
     base = {"model": kind, "params": params, "workdir": str(workdir)}
-    info = run_worker({**base, "job": "prepare", "path": str(source), "warm_path": str(warm)})
+    info = run_worker(
+        {**base, "job": "prepare", "path": str(source), "warm_path": str(warm), "rounds": repeat}
+    )
+    imports = [info["imports"]]
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {
-        "save": {side: [] for side in SAVE_SIDES},
-        "load": {side: [] for side in LOAD_SIDES},
+        "save": {side: [] for side in save_sides},
+        "load": {side: [] for side in load_sides},
     }
     for r in range(repeat):
-        for side in rotated(SAVE_SIDES, r):
+        for side in rotated(save_sides, r):
             target = workdir / f"{tag}-{side}-{r}.keras"
             result = run_worker({**base, "job": "save", "side": side, "path": str(target)})
             target.unlink()
+            imports.append(result["imports"])
             samples["save"][side].append(result)
             log(f"  {tag} round {r + 1}/{repeat} save {side}: {result['seconds']:.2f} s")
-        for side in rotated(LOAD_SIDES, r):
+        for side in rotated(load_sides, r):
             spec = {**base, "job": "load", "side": side, "path": str(source)}
             result = run_worker({**spec, "warm_path": str(warm)})
+            imports.append(result["imports"])
             samples["load"][side].append(result)
             log(f"  {tag} round {r + 1}/{repeat} load {side}: {result['seconds']:.2f} s")
-    digest = run_worker({**base, "job": "digest", "path": str(source), "rounds": repeat})
     source.unlink()
     warm.unlink()
-    return {"model": kind, "size": params, "info": info, "samples": samples, "digest": digest}
-
-
-def bench_imports(repeat: int) -> dict[str, list[float]]:
-    results = [run_worker({"job": "import"}) for _ in range(max(repeat, 3))]
-    return {key: [r[key] for r in results] for key in ("keras", "keras_safe")}
+    return {
+        "model": kind,
+        "size": params,
+        "info": info,
+        "samples": samples,
+        "digest": info["digest"],
+        "imports": imports,
+    }
 
 
 # -- summarising --------------------------------------------------------------------
@@ -203,9 +226,8 @@ def check_targets(rows: list[dict[str, Any]], construction: dict[str, Any]) -> l
     largest = max(row["size"] for row in custom)
     lines = []
     for operation, side, time_target, rss_target in TARGETS:
-        row = next(
-            r for r in custom if (r["size"], r["operation"], r["side"]) == (largest, operation, side)
-        )
+        key = (largest, operation, side)
+        row = next(r for r in custom if (r["size"], r["operation"], r["side"]) == key)
         for what, ratio, target in (
             ("time", row["time_ratio"], time_target),
             ("peak RSS", row["rss_ratio"], rss_target),
@@ -244,16 +266,14 @@ def machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     memory = 0
-    try:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        pass
     versions = {}
     code = (
         "import json, sys, platform, numpy, h5py, keras, tensorflow, keras_safe, importlib.util;"
         "print(json.dumps({'python': platform.python_version(), 'numpy': numpy.__version__,"
-        "'h5py': h5py.__version__, 'keras': keras.__version__, 'tensorflow': tensorflow.__version__,"
-        "'keras_safe': keras_safe.__version__,"
+        "'h5py': h5py.__version__, 'keras': keras.__version__,"
+        "'tensorflow': tensorflow.__version__, 'keras_safe': keras_safe.__version__,"
         "'psutil': bool(importlib.util.find_spec('psutil'))}))"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -342,7 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1M,25M,100M", help="comma-separated, e.g. 1M,25M")
     parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds (>= 5 to quote)")
-    parser.add_argument("--models", default="custom,builtin", help="custom, builtin or both")
+    parser.add_argument(
+        "--models",
+        help="custom, builtin or custom,builtin (the default; custom only with --repeat 1)",
+    )
     parser.add_argument("--json", type=Path, help="write every sample and the summary here")
     parser.add_argument(
         "--markdown",
@@ -351,8 +374,20 @@ def main(argv: list[str] | None = None) -> int:
         help="print the README table, or with a FILE replace the table between its markers",
     )
     parser.add_argument("--workdir", type=Path, help="where files are written (default: temp)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="write a cProfile of every timed operation to DIR (slows them: not for figures)",
+    )
     args = parser.parse_args(argv)
+    if args.profile is not None:
+        global PROFILE_DIR
+        args.profile.mkdir(parents=True, exist_ok=True)
+        PROFILE_DIR = args.profile.resolve()
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    if args.models is None:  # --repeat 1 is a smoke run: keep it short
+        args.models = "custom" if args.repeat == 1 else "custom,builtin"
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not set(models) <= {"custom", "builtin"} or not models:
         parser.error("--models takes custom, builtin or custom,builtin")
@@ -364,12 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = []
         for params in sizes:
+            # Custom blocks at every size; the built-in stack once, at the largest.
             for kind in models:
-                log(f"{kind} model, {size_label(params)} parameters")
-                runs.append(bench_size(params, kind, args.repeat, workdir))
-        log("constructions and imports")
+                if kind == "custom" or params == max(sizes):
+                    log(f"{kind} model, {size_label(params)} parameters")
+                    runs.append(bench_size(params, kind, args.repeat, workdir))
+        log("constructions")
         construction = run_worker({"job": "construct", "count": 10_000, "rounds": args.repeat})
-        imports = bench_imports(args.repeat)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -383,7 +419,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['model']} {size_label(r['info']['params'])}": digest_summary(r) for r in runs
         },
         "construction": construction_summary(construction),
-        "imports": {k: stats(v) for k, v in imports.items()},
+        "imports": {
+            key: stats([i[key] for run in runs for i in run["imports"]])
+            for key in ("keras", "keras_safe")
+        },
         "runs": runs,
         "wall_seconds": time.perf_counter() - started,
     }

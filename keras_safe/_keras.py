@@ -137,7 +137,8 @@ def _deserialize_deferred(config: dict[str, Any], custom_objects: dict[str, Any]
       (generating 100M random numbers takes longer than loading them);
     - its variables then get zeros as placeholder values, because
       TensorFlow's optimizer keys its slots by the real ``tf.Variable``;
-      the values are never compared (only what loading records is);
+      the values are never compared (only what loading records is), and
+      zeros are also what the symbolic calls see (``_ZerosPending``);
     - the optimizer and the rest of the compile arguments are created outside
       the scope (Keras refuses variables made from values, such as every
       optimizer's iteration count, inside one);
@@ -151,10 +152,8 @@ def _deserialize_deferred(config: dict[str, Any], custom_objects: dict[str, Any]
         model = serialization_lib.deserialize_keras_object(
             {**config, "compile_config": None}, custom_objects=custom_objects, safe_mode=True
         )
-    zeros = keras.initializers.Zeros()
     for variable in pending[created:]:
-        variable._initializer = zeros
-        variable._deferred_initialize()
+        variable._deferred_initialize()  # zeros: see _ZerosPending
     del pending[created:]
     if compile_config:
         _compile_deferred(model, compile_config, custom_objects, scope)
@@ -205,17 +204,35 @@ def deferred_variables(scope: Any) -> Iterator[None]:
     """
     from keras.src.backend.common import global_state
 
-    pending = global_state.get_global_attribute(
-        "uninitialized_variables", [], set_to_default=True
-    )
-    before = len(pending)
+    key = "uninitialized_variables"
+    kept = list(global_state.get_global_attribute(key) or [])
+    pending = _ZerosPending(kept)
+    global_state.set_global_attribute(key, pending)
     cache_attr_skipsets()  # Keras' state walk would create an optimizer in the scope
     _DEFERRED.scope, _DEFERRED.pending = scope, pending
     try:
         yield
     finally:
         _DEFERRED.scope = _DEFERRED.pending = None
-        del pending[before:]
+        global_state.set_global_attribute(key, kept)
+
+
+class _ZerosPending(list):  # type: ignore[type-arg]
+    """Keras' list of variables awaiting initialization, giving each zeros.
+
+    Keras registers every variable created in a stateless scope here
+    (``register_uninitialized_variable``); until it has a value, reading it
+    runs its initializer, and the symbolic calls that rebuild a functional
+    model read every weight. Random initializers there cost graph ops per
+    read (four times Keras' own symbolic rebuild for a stack of dense
+    layers); zeros cost one op, and are the placeholder value anyway.
+    """
+
+    _zeros = keras.initializers.Zeros()
+
+    def append(self, variable: Any) -> None:
+        variable._initializer = self._zeros
+        super().append(variable)
 
 
 def cache_attr_skipsets() -> None:
