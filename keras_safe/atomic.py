@@ -2,10 +2,12 @@
 
 The archive is written to a temporary file in the target's directory (so
 ``os.replace`` is atomic), each member's SHA-256 computed as it is written
-and overlapped with zip's own CRC and the write, flushed to stable storage,
-and only then moved over the target. Until then the target is untouched; on
-failure the temporary file is removed, and one left by a killed process is
-removed by the next save to the same directory.
+and overlapped with zip's own CRC and the write (the weights member is
+written in place by h5py and digested in one read: see ``inplace``),
+flushed to stable storage on another thread while the caller verifies the
+file, and only then moved over the target. Until then the target is
+untouched; on failure the temporary file is removed, and one left by a
+killed process is removed by the next save to the same directory.
 """
 
 from __future__ import annotations
@@ -19,18 +21,15 @@ import tempfile
 import threading
 import time
 import zipfile
-import zlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-from keras_safe.archive import MemberWindow, read_range
 from keras_safe.errors import IntegrityError, _FileExistsError
+from keras_safe.inplace import InPlaceMember, Sync
 
 __all__ = ["AtomicArchiveWriter", "clean_stale_temporaries"]
 
 _CHUNK = 1 << 20
-_DIGEST_CHUNK = 4 << 20
 _TEMP_RE = re.compile(r"^\.(?P<base>.+)\.keras-safe-(?P<host>[^.]+)-(?P<pid>\d+)-[0-9a-z_]+\.tmp$")
 _STALE_AFTER = 24 * 3600.0
 
@@ -51,111 +50,6 @@ class _HashThread(threading.Thread):
         self.digest = _sha256_of(self._data)
 
 
-class InPlaceMember(MemberWindow):
-    """A stored member being written with random access, straight into the archive.
-
-    h5py needs a seekable file to build the weights file; Keras gives it an
-    ``io.BytesIO`` and copies that into the zip afterwards, which holds a
-    second full copy of the weights in memory and writes every byte twice.
-    This window hands h5py the member's place in the archive file itself
-    (``os.pwrite`` at the member's offset), so the bytes reach the page cache
-    once, while Keras is still converting the next variables. CRC-32 and
-    SHA-256 can only be computed once h5py has finished (it rewrites its
-    superblock and metadata last), so :meth:`finish` reads the member back
-    once, both digests on two cores, and then writes the local header as
-    zipfile itself would.
-    """
-
-    def __init__(self, archive: _DigestingZipFile, name: str) -> None:
-        self._archive = archive
-        info = zipfile.ZipInfo(name, date_time=time.localtime(time.time())[:6])
-        info.compress_type = zipfile.ZIP_STORED
-        # zipfile writes the local header (size unknown yet, so zip64) and
-        # locks the archive against other writes until the handle closes.
-        self._handle = archive.open(info, "w", force_zip64=True)
-        fp: Any = archive.fp
-        fp.flush()
-        super().__init__(fp.fileno(), fp.tell(), 0, name)
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        done = 0
-        while done < len(view):
-            done += os.pwrite(self._fd, view[done:], self._start + self._pos + done)
-        self._pos += done
-        self._size = max(self._size, self._pos)
-        return done
-
-    def truncate(self, size: int | None = None) -> int:
-        self._size = self._pos if size is None else size
-        os.ftruncate(self._fd, self._start + self._size)  # nothing follows the member yet
-        return self._size
-
-    def finish(self) -> None:
-        """Digest the member and close it in the archive, as zipfile would."""
-        # The disk writes the member while it is read back and hashed (the
-        # final fsync of the archive then finds little left to do).
-        sync = _Sync(self._fd, data_only=True)
-        try:
-            sha, crc = _digest_range(self._fd, self._start, self._size)
-        finally:
-            sync.wait(check=False)  # the archive's own fsync reports failures
-        # zipfile's write handle counts what went through its write(); these
-        # bytes went around it, so give it the count and CRC before it closes
-        # (same fields in CPython 3.10 to 3.13; checked below).
-        handle: Any = self._handle
-        handle._file_size = handle._compress_size = self._size
-        handle._crc = crc
-        fp: Any = self._archive.fp
-        fp.seek(self._start + self._size)
-        handle.close()
-        info = self._archive.getinfo(self.name)
-        if (info.CRC, info.file_size, info.compress_size) != (crc, self._size, self._size):
-            raise IntegrityError(f"Archive member {self.name!r} was not recorded as written.")
-        self._archive.digests[self.name] = (sha, self._size)
-
-
-class _Sync(threading.Thread):
-    """``fsync`` (or ``fdatasync``) of a file descriptor, started at once on another thread."""
-
-    def __init__(self, fd: int, *, data_only: bool = False) -> None:
-        super().__init__(daemon=True, name="keras-safe-fsync")
-        self._fd = fd
-        self._call = getattr(os, "fdatasync", os.fsync) if data_only else os.fsync
-        self._error: OSError | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self._call(self._fd)
-        except OSError as exc:  # raised by wait() in the saving thread
-            self._error = exc
-
-    def wait(self, *, check: bool) -> None:
-        self.join()
-        if check and self._error is not None:
-            raise self._error
-
-
-def _digest_range(fd: int, start: int, size: int) -> tuple[str, int]:
-    """SHA-256 and CRC-32 of a range of a file, in one read.
-
-    Each chunk is read once; the SHA-256 runs on another core while this
-    thread computes the CRC (both release the GIL on large buffers).
-    """
-    sha = hashlib.sha256()
-    crc = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="keras-safe-sha256") as pool:
-        for chunk in read_range(fd, start, size, _DIGEST_CHUNK):
-            hashing = pool.submit(sha.update, chunk)
-            crc = zlib.crc32(chunk, crc)
-            hashing.result()  # the next read reuses the buffer
-    return sha.hexdigest(), crc
-
-
 class _DigestingZipFile(zipfile.ZipFile):
     """A ZipFile that records SHA-256 and size of every member it writes."""
 
@@ -170,7 +64,7 @@ class _DigestingZipFile(zipfile.ZipFile):
     def open_in_place(self, name: str) -> InPlaceMember:
         """Start member ``name`` as a seekable file; call its ``finish()`` when done."""
         self._claim(name)
-        return InPlaceMember(self, name)
+        return InPlaceMember(self, name, self.digests)
 
     def writestr(  # type: ignore[override]
         self, zinfo_or_arcname: str | zipfile.ZipInfo, data: bytes | str, *args: Any, **kwargs: Any
@@ -277,7 +171,7 @@ class AtomicArchiveWriter:
         self._file: IO[bytes] = os.fdopen(fd, "w+b")
         self.zipfile = _DigestingZipFile(self._file)
         self._closed = False
-        self._sync: _Sync | None = None
+        self._sync: Sync | None = None
 
     @property
     def digests(self) -> dict[str, tuple[str, int]]:
@@ -292,7 +186,7 @@ class AtomicArchiveWriter:
         """
         self.zipfile.close()
         self._file.flush()
-        self._sync = _Sync(self._file.fileno())
+        self._sync = Sync(self._file.fileno())
         self._closed = True
 
     def commit(self) -> None:

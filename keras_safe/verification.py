@@ -4,7 +4,7 @@ The rebuild goes through every check of :func:`keras_safe.load` (registry
 only, no live objects), so a model that passes loads in a fresh process.
 
 It runs twice only when something is wrong. The first rebuild is deferred
-(see ``_keras.deferred_variables``): its variables get no values of their
+(see ``_keras_deferred.deferred_variables``): its variables get no values of their
 own, and each value loaded from the file is compared bit for bit with the
 live variable at the same position as it is assigned, then dropped, so that
 neither a second copy of the weights nor their random initial values are
@@ -24,7 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_safe import _keras, loading
+from keras_safe import _keras, _keras_deferred, loading
 from keras_safe.archive import ArchiveReader
 from keras_safe.compare import config_differences, weight_differences
 from keras_safe.errors import KerasSafeError, VerificationError
@@ -37,7 +37,7 @@ def verify_written(model: Any, config: dict[str, Any], path: Path, sample_input:
     problems: list[str] | None = None
     try:
         scope = _ComparingScope(model if sample_input is None else None)
-        with _keras.deferred_variables(scope):
+        with _keras_deferred.deferred_variables(scope):
             rebuilt = _rebuild(path)
             problems = _differences(model, config, rebuilt, sample_input, scope)
     except Exception:  # the ordinary rebuild below reports what is wrong
@@ -60,7 +60,7 @@ def _rebuild(path: Path) -> Any:
     options = loading.LoadOptions.make(None, True, (), "ignore", None, None)
     with ArchiveReader(path) as reader:
         try:
-            return loading.load_archive(reader, options)
+            return loading.load_archive(reader, options, own_file=True)
         except KerasSafeError as exc:
             raise VerificationError(
                 f"The written file does not load back in a fresh process:\n{exc}\nNothing was "
@@ -83,15 +83,29 @@ class _ComparingScope(keras.StatelessScope):  # type: ignore[misc]
         super().__init__(initialize_variables=False)
         self._live = live
         self._pairs: dict[int, tuple[Any, str]] = {}
+        self._rebuilt: set[int] = set()
         self.compared: dict[int, list[str]] = {}
+        self.read_unloaded = False
 
     def model_built(self, rebuilt: Any) -> None:
         """Pair the rebuilt model's variables with the live ones (before loading)."""
-        if self._live is None:
-            return
-        for what, live, new in _variable_lists(self._live, rebuilt):
-            for a, b in zip(live, new, strict=False):
-                self._pairs[id(b)] = (a, what)
+        for what, live, new in _variable_lists(self._live or rebuilt, rebuilt):
+            self._rebuilt.update(id(b) for b in new)
+            if self._live is not None:
+                for a, b in zip(live, new, strict=False):
+                    self._pairs[id(b)] = (a, what)
+
+    def get_current_value(self, variable: Any) -> Any:
+        """Keras asks this for every read of a variable in the scope.
+
+        A rebuilt variable read while no loaded value is kept for it (its
+        placeholder, or a value already compared and dropped) would not read
+        what an ordinary rebuild reads: this rebuild then cannot confirm.
+        """
+        value = super().get_current_value(variable)
+        if value is None and id(variable) in self._rebuilt:
+            self.read_unloaded = True
+        return value
 
     def add_update(self, update: tuple[Any, Any]) -> None:
         variable, value = update
@@ -138,6 +152,8 @@ def _differences(
 ) -> list[str]:
     """Every difference; ``scope`` holds what a deferred rebuild loaded."""
     problems = config_differences(config, _keras.serialize_model(rebuilt))
+    if scope is not None and scope.read_unloaded:
+        problems.append("a rebuilt variable was read before it was loaded")
     for what, live, new in _variable_lists(model, rebuilt):
         if scope is None:
             problems += weight_differences(live, new, what)
@@ -146,6 +162,8 @@ def _differences(
     if sample_input is not None and not problems:
         with scope if scope is not None else contextlib.nullcontext():
             problems += _output_differences(model, rebuilt, sample_input)
+        if scope is not None and scope.read_unloaded:
+            problems.append("a rebuilt variable was read before it was loaded")
     return problems
 
 
