@@ -86,9 +86,10 @@ def parse_size(text: str) -> int:
 
 
 def size_label(params: int) -> str:
+    """``25_200_000`` -> ``"25.2M"``."""
     for scale, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "K")):
         if params >= scale:
-            return f"{params / scale:g}{suffix}"
+            return f"{params / scale:.3g}{suffix}"
     return str(params)
 
 
@@ -293,6 +294,9 @@ def machine() -> dict[str, Any]:
 # -- reporting ----------------------------------------------------------------------
 
 
+_MODEL_NAMES = {"custom": "custom blocks", "builtin": "built-in Dense"}
+
+
 def _mb(value: float) -> str:
     return f"{value / 2**20:,.0f}"
 
@@ -314,7 +318,7 @@ def markdown(report: dict[str, Any]) -> str:
     for row in report["rows"]:
         params = report["params"][f"{row['model']}-{row['size']}"]
         lines.append(
-            f"| {row['model']} {size_label(params)} | {row['label']} | "
+            f"| {_MODEL_NAMES[row['model']]} {size_label(params)} | {row['label']} | "
             f"{row['plain_seconds']['median']:.2f} ({row['plain_seconds']['min']:.2f}) | "
             f"{row['seconds']['median']:.2f} ({row['seconds']['min']:.2f}) | "
             f"{row['time_ratio']:.2f}x | {_mb(row['plain_peak_rss']['median'])} | "
@@ -334,8 +338,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for key, d in report["digests"].items():
         lines.append(
-            f"| SHA-256 of the {_mb(d['bytes'])} MB weights of {key} (MB/s): hashlib in "
-            f"memory / keras_safe from the file | {d['hashlib_MBps']:,.0f} | "
+            f"| SHA-256 of the {_mb(d['bytes'])} MB weights file, {key} (MB/s): "
+            f"`hashlib` in memory / keras_safe from the file | {d['hashlib_MBps']:,.0f} | "
             f"{d['keras_safe_MBps']:,.0f} | {d['hashlib_MBps'] / d['keras_safe_MBps']:.2f}x |"
         )
     return "\n".join(lines)
@@ -343,6 +347,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 def text_report(report: dict[str, Any]) -> str:
     lines = [markdown(report), "", "Targets:"]
+    if report["repeat"] < 5:
+        lines[-1] += f" (only {report['repeat']} round(s): not figures to quote)"
     lines += [f"  {line}" for line in report["targets"]]
     return "\n".join(lines)
 
@@ -416,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         "params": {f"{r['model']}-{r['size']}": r["info"]["params"] for r in runs},
         "rows": rows,
         "digests": {
-            f"{r['model']} {size_label(r['info']['params'])}": digest_summary(r) for r in runs
+            f"{_MODEL_NAMES[r['model']]} {size_label(r['info']['params'])}": digest_summary(r)
+            for r in runs
         },
         "construction": construction_summary(construction),
         "imports": {

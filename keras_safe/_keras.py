@@ -10,8 +10,8 @@ rebuild of ``save(verify=True)`` has its own module, ``_keras_deferred``.
 from __future__ import annotations
 
 import io
-import sys
 import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -183,6 +183,7 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         self._fileobj = fileobj
         self.consumed: set[str] = set()
         self._scratch: np.ndarray[Any, Any] | None = None
+        self._lent: weakref.ref[np.ndarray[Any, Any]] | None = None
         super().__init__("model.weights.h5", mode="r")
 
     def _get_h5_file(self, path_or_io: Any, mode: str | None = None) -> Any:
@@ -215,16 +216,16 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         import tensorflow as tf
 
         needed = dataset.nbytes + _TF_ALIGNMENT
-        # Our attribute and getrefcount's argument: nothing else still uses it.
-        if self._scratch is None or self._scratch.nbytes < needed or (
-            sys.getrefcount(self._scratch) > 2
-        ):
+        in_use = self._lent is not None and self._lent() is not None  # a tensor still holds it
+        if self._scratch is None or self._scratch.nbytes < needed or in_use:
             self._scratch = np.empty(needed, dtype=np.uint8)
         offset = -self._scratch.ctypes.data % _TF_ALIGNMENT
         raw = self._scratch[offset : offset + dataset.nbytes]
         array = raw.view(dataset.dtype).reshape(dataset.shape)
         dataset.read_direct(array)
-        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        self._lent = weakref.ref(array)  # dies when TensorFlow releases the tensor
+        return tensor
 
     def datasets(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """Every dataset in the file: ``{path: (shape, dtype)}``."""

@@ -9,9 +9,12 @@ import zlib
 from pathlib import Path
 
 import h5py
+import keras
 import numpy as np
 import pytest
+from conftest import run_python
 
+import keras_safe
 from keras_safe.archive import ArchiveReader
 from keras_safe.atomic import AtomicArchiveWriter
 
@@ -110,3 +113,25 @@ def test_read_range_reads_every_byte_in_reused_chunks(tmp_path: Path) -> None:
             list(read_range(fd, 9_000, 2_000))
     finally:
         os.close(fd)
+
+
+@pytest.mark.slow
+def test_a_saved_model_loads_with_plain_keras_in_a_fresh_process(tmp_path: Path) -> None:
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(16)(inputs)))
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).standard_normal((4, 8)).astype("float32")
+    model.fit(x, model(x), verbose=0)
+    keras_safe.save(model, tmp_path / "m.keras", verify=False)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", model(x))
+    run_python(
+        """
+        import sys, numpy as np, keras
+        folder = sys.argv[1]
+        model = keras.models.load_model(folder + "/m.keras")
+        assert model.optimizer.iterations.numpy() == 1
+        np.testing.assert_array_equal(model(np.load(folder + "/x.npy")), np.load(folder + "/y.npy"))
+        """,
+        str(tmp_path),
+    )
