@@ -3,7 +3,8 @@
 Keras' public ``keras.saving`` API covers most of what keras_safe needs. The
 few things it does not expose are wrapped here, each with the reason, so a
 Keras upgrade that moves them breaks one small module (covered by
-``tests/test_keras_compat.py``) instead of the whole package.
+``tests/test_keras_compat.py``) instead of the whole package. The deferred
+rebuild of ``save(verify=True)`` has its own module, ``_keras_deferred``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import io
 import threading
 import warnings
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +28,12 @@ from keras.src.models.functional import Functional
 from keras.src.saving import object_registration, saving_lib, serialization_lib
 from keras.src.saving.keras_saveable import KerasSaveable
 from keras.src.utils import naming
+
+from keras_safe._keras_deferred import (
+    cache_attr_skipsets,
+    deferred_scope,
+    deserialize_deferred,
+)
 
 
 def public_keras_name(obj: Any) -> str | None:
@@ -134,45 +142,57 @@ def safe_mode() -> Iterator[None]:
 def deserialize_model(config: dict[str, Any], custom_objects: dict[str, Any]) -> Any:
     """Build a model from a config, in Keras' safe mode whatever the global setting."""
     with serialization_lib.ObjectSharingScope(), safe_mode():
+        if deferred_scope() is not None:
+            return deserialize_deferred(config, custom_objects)
         return serialization_lib.deserialize_keras_object(
             config, custom_objects=custom_objects, safe_mode=True
         )
 
 
-def write_state(model: Any, archive: Any, weights_name: str, assets_name: str) -> None:
-    """Write the model's variables and assets into an open ZipFile, as Keras does."""
-    weights_store: Any = None
-    asset_store: Any = None
-    spill: Any = None
-    try:
-        if saving_lib.is_memory_sufficient(model):
-            weights_store = saving_lib.H5IOStore(weights_name, archive=archive, mode="w")
-        else:  # as Keras: build the h5 on disk next to the archive, then copy it in
-            import tempfile
+def write_state(model: Any, weights: Any, archive: Any, assets_name: str) -> None:
+    """Write the model's variables into ``weights`` and its assets into ``archive``.
 
-            spill = tempfile.NamedTemporaryFile(dir=Path(archive.fp.name).parent)  # noqa: SIM115
-            weights_store = saving_lib.H5IOStore(spill.name, mode="w")
+    ``weights`` is the archive member being written in place (an
+    :class:`~keras_safe.atomic.InPlaceMember`): h5py builds the weights file
+    straight into the archive instead of in an ``io.BytesIO`` (or, when
+    Keras thinks memory is short, a temporary file) that is copied in
+    afterwards. Its ``finish()`` runs once the weights file is complete,
+    before the assets are added to the archive.
+    """
+    cache_attr_skipsets()
+    weights_store = _InPlaceH5Store(weights)
+    asset_store: Any = None
+    try:
         asset_store = saving_lib.DiskIOStore(assets_name, archive=archive, mode="w")
-        saving_lib._save_state(
-            model,
-            weights_store=weights_store,
-            assets_store=asset_store,
-            inner_path="",
-            visited_saveables=set(),
-        )
-    except BaseException:
-        if weights_store is not None:
-            weights_store.archive = None  # don't write a half-filled member
-        spill = None if spill is None else spill.close()
-        raise
-    finally:
-        if weights_store is not None:
+        try:
+            saving_lib._save_state(
+                model,
+                weights_store=weights_store,
+                assets_store=asset_store,
+                inner_path="",
+                visited_saveables=set(),
+            )
+        finally:
             weights_store.close()
+        weights.finish()
+    except BaseException:
+        weights.close()
         if asset_store is not None:
+            asset_store.archive = None  # nothing more goes into a failed archive
             asset_store.close()
-    if spill is not None:
-        archive.write(spill.name, weights_name)
-        spill.close()
+        raise
+    asset_store.close()
+
+
+class _InPlaceH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
+    """Keras' H5 weight store writing into a seekable file it does not own."""
+
+    def __init__(self, fileobj: Any) -> None:
+        self._fileobj = fileobj
+        super().__init__(fileobj.name, mode="w")
+
+    def _get_h5_file(self, path_or_io: Any, mode: str | None = None) -> Any:
+        return h5py.File(self._fileobj, mode="w")
 
 
 class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
@@ -187,6 +207,8 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
 
         # Called as check(path, dataset) before Keras reads a dataset.
         self.check: Any = None
+        self._scratch: np.ndarray[Any, Any] | None = None
+        self._lent: weakref.ref[np.ndarray[Any, Any]] | None = None
         super().__init__("model.weights.h5", mode="r")
 
     def _get_h5_file(self, path_or_io: Any, mode: str | None = None) -> Any:
@@ -224,9 +246,41 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         path = f"{group.name.lstrip('/')}/{key}" if hasattr(group, "name") else key
         if self.check is not None and hasattr(group, "name") and key in group:
             self.check(path, group.get(key))
-        value = super().__getitem__(key)
+        value = self._read_as_tensor(key) if deferred_scope() is not None else None
+        if value is None:
+            value = super().__getitem__(key)
         self.consumed.add(path)
         return value
+
+    def _read_as_tensor(self, key: str) -> Any:
+        """A dataset as a tensor over the bytes read, or None where that does not apply.
+
+        Keras' store returns a new numpy array per dataset, which TensorFlow
+        copies again when it is assigned (``convert_to_eager_tensor`` copies
+        every ndarray). In a deferred rebuild the dataset is read into a
+        buffer aligned as TensorFlow requires and handed over through
+        DLPack, so the tensor is the buffer. Once nothing refers to that
+        tensor any more (the values were compared and dropped), the next
+        dataset reuses the buffer: no fresh memory to fault in per dataset.
+        A layer whose ``load_own_variables`` needs numpy arrays fails here,
+        and the ordinary rebuild takes over.
+        """
+        dataset = saving_lib.safe_get_h5_dataset(self._h5_entry_group, key)  # Keras' guards
+        if "dtype" in dataset.attrs or dataset.dtype.kind not in "biuf" or dataset.size == 0:
+            return None  # bfloat16 marker, strings, empty: Keras' own path
+        import tensorflow as tf
+
+        needed = dataset.nbytes + _TF_ALIGNMENT
+        in_use = self._lent is not None and self._lent() is not None  # a tensor still holds it
+        if self._scratch is None or self._scratch.nbytes < needed or in_use:
+            self._scratch = np.empty(needed, dtype=np.uint8)
+        offset = -self._scratch.ctypes.data % _TF_ALIGNMENT
+        raw = self._scratch[offset : offset + dataset.nbytes]
+        array = raw.view(dataset.dtype).reshape(dataset.shape)
+        dataset.read_direct(array)
+        tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        self._lent = weakref.ref(array)  # dies when TensorFlow releases the tensor
+        return tensor
 
     def datasets(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """Every dataset in the file: ``{path: (shape, dtype)}``."""
@@ -311,6 +365,9 @@ def weight_path_renames(model: Any, old_names: dict[type, str]) -> dict[str, str
     return renames
 
 
+_TF_ALIGNMENT = 64  # EIGEN_MAX_ALIGN_BYTES; TensorFlow aborts on less aligned buffers
+
+
 @contextmanager
 def _loading_warnings() -> Iterator[list[warnings.WarningMessage]]:
     with warnings.catch_warnings(record=True) as caught:
@@ -332,7 +389,9 @@ def load_state(
     )
     failed: set[int] = set()
     error_msgs: dict[int, tuple[Any, BaseException]] = {}
-    with _loading_warnings() as caught:
+    cache_attr_skipsets()
+    scope = deferred_scope()
+    with _loading_warnings() as caught, scope if scope is not None else nullcontext():
         saving_lib._load_state(
             model,
             weights_store=store,

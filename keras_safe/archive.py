@@ -20,7 +20,7 @@ import io
 import os
 import unicodedata
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "ArchiveLimits",
     "ArchiveReader",
     "MemberWindow",
+    "read_range",
 ]
 
 CONFIG = "config.json"
@@ -81,10 +82,11 @@ class MemberWindow(io.RawIOBase):
         want = min(len(view), self._size - self._pos)
         if want <= 0:
             return 0
-        data = os.pread(self._fd, want, self._start + self._pos)
-        view[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        # Straight into the caller's buffer (h5py passes the array being
+        # loaded): no intermediate bytes object per read.
+        got = _pread_into(self._fd, view[:want], self._start + self._pos)
+        self._pos += got
+        return got
 
     def size(self) -> int:
         return self._size
@@ -253,20 +255,16 @@ class ArchiveReader:
         info = self._info(name)
         if info.compress_type != zipfile.ZIP_STORED:
             return hashlib.sha256(self.read_all(name)).hexdigest()
-        start, remaining = self._data_offset(info), info.file_size
         sha = hashlib.sha256()
-        while remaining:
-            chunk = os.pread(self._fd, min(remaining, 8 * _CHUNK), start)
-            if not chunk:
-                raise IntegrityError(
-                    f"Member {name!r} of {self.path} is truncated: {remaining} of "
-                    f"{info.file_size} bytes are missing."
-                )
-            sha.update(chunk)
-            start += len(chunk)
-            remaining -= len(chunk)
-            if progress is not None:
-                progress(len(chunk))
+        try:
+            for chunk in read_range(self._fd, self._data_offset(info), info.file_size):
+                sha.update(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        except EOFError as exc:
+            raise IntegrityError(
+                f"Member {name!r} of {self.path} is truncated: {exc}"
+            ) from None
         return sha.hexdigest()
 
     def _info(self, name: str) -> zipfile.ZipInfo:
@@ -293,6 +291,33 @@ def _check_ratio(path: Path, info: zipfile.ZipInfo, limits: ArchiveLimits) -> No
             f"{limits.max_compression_ratio:g}, max_inflated_bytes {limits.max_inflated_bytes}):"
             " a decompression bomb."
         )
+
+
+def read_range(fd: int, start: int, size: int, chunk: int = _CHUNK) -> Iterator[memoryview]:
+    """The bytes ``[start, start + size)`` of a file, in chunks read with ``pread``.
+
+    Each chunk is a view of one reused buffer, valid until the next one is
+    read: hashing a multi-gigabyte member allocates no memory per chunk (fresh
+    allocations would page-fault on every chunk). Raises ``EOFError`` if the
+    file ends early.
+    """
+    buffer = memoryview(bytearray(min(size, chunk) or 1))
+    end = start + size
+    while start < end:
+        want = buffer[: min(len(buffer), end - start)]
+        got = _pread_into(fd, want, start)
+        if got <= 0:
+            raise EOFError(f"{end - start} of {size} bytes are missing")
+        yield want[:got]
+        start += got
+
+
+def _pread_into(fd: int, buffer: memoryview, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [buffer], offset)
+    data = os.pread(fd, len(buffer), offset)  # platforms without preadv (macOS < 11)
+    buffer[: len(data)] = data
+    return len(data)
 
 
 def _check_member_name(path: Path, name: str) -> None:

@@ -2,10 +2,12 @@
 
 The archive is written to a temporary file in the target's directory (so
 ``os.replace`` is atomic), each member's SHA-256 computed as it is written
-and overlapped with zip's own CRC and the write, flushed to stable storage,
-and only then moved over the target. Until then the target is untouched; on
-failure the temporary file is removed, and one left by a killed process is
-removed by the next save to the same directory.
+and overlapped with zip's own CRC and the write (the weights member is
+written in place by h5py and digested in one read: see ``inplace``),
+flushed to stable storage on another thread while the caller verifies the
+file, and only then moved over the target. Until then the target is
+untouched; on failure the temporary file is removed, and one left by a
+killed process is removed by the next save to the same directory.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from keras_safe.errors import IntegrityError, _FileExistsError
+from keras_safe.inplace import InPlaceMember, Sync
 
 __all__ = ["AtomicArchiveWriter", "clean_stale_temporaries"]
 
@@ -57,6 +60,11 @@ class _DigestingZipFile(zipfile.ZipFile):
     def _claim(self, name: str) -> None:
         if name in self.digests:
             raise IntegrityError(f"Archive member {name!r} was written twice.")
+
+    def open_in_place(self, name: str) -> InPlaceMember:
+        """Start member ``name`` as a seekable file; call its ``finish()`` when done."""
+        self._claim(name)
+        return InPlaceMember(self, name, self.digests)
 
     def writestr(  # type: ignore[override]
         self, zinfo_or_arcname: str | zipfile.ZipInfo, data: bytes | str, *args: Any, **kwargs: Any
@@ -163,6 +171,7 @@ class AtomicArchiveWriter:
         self._file: IO[bytes] = os.fdopen(fd, "w+b")
         self.zipfile = _DigestingZipFile(self._file)
         self._closed = False
+        self._sync: Sync | None = None
 
     @property
     def digests(self) -> dict[str, tuple[str, int]]:
@@ -170,17 +179,21 @@ class AtomicArchiveWriter:
         return self.zipfile.digests
 
     def finish(self) -> None:
-        """Close the zip and flush it to stable storage."""
+        """Close the zip and start flushing it to stable storage.
+
+        The fsync runs on another thread (the disk works while ``save``
+        verifies the file); :meth:`commit` waits for it.
+        """
         self.zipfile.close()
         self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        self._sync = Sync(self._file.fileno())
         self._closed = True
 
     def commit(self) -> None:
         """Atomically move the finished archive to the target path."""
         if not self._closed:
             self.finish()
+        self._close_file(check=True)
         _apply_mode(self.temp_path, self.target)
         if self.overwrite:
             os.replace(self.temp_path, self.target)
@@ -201,10 +214,19 @@ class AtomicArchiveWriter:
         try:
             if not self._closed:
                 self.zipfile.fp = None  # don't write a central directory on close
-                self._file.close()
                 self._closed = True
+            self._close_file(check=False)
         finally:
             self.temp_path.unlink(missing_ok=True)
+
+    def _close_file(self, *, check: bool) -> None:
+        """Wait for the fsync started by :meth:`finish` (if any), then close."""
+        try:
+            if self._sync is not None:
+                sync, self._sync = self._sync, None
+                sync.wait(check=check)
+        finally:
+            self._file.close()
 
 
 def _apply_mode(temp: Path, target: Path) -> None:

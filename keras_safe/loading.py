@@ -269,8 +269,14 @@ def verify(filepath: str | os.PathLike[str], **load_kwargs: Any) -> VerifyReport
 # -- loading ------------------------------------------------------------------------
 
 
-def load_archive(reader: ArchiveReader, options: LoadOptions) -> Any:
-    """Every check, then the model; see the module docstring for the order."""
+def load_archive(reader: ArchiveReader, options: LoadOptions, *, own_file: bool = False) -> Any:
+    """Every check, then the model; see the module docstring for the order.
+
+    ``own_file``: the archive was just written by this process
+    (``save(verify=True)``), so its weights need no guarding before they are
+    parsed: their digests are checked once loaded, the hashing overlapping
+    the loading instead of delaying it. Every digest is still checked.
+    """
     path = reader.path
     manifest = read_manifest(reader)
     check_pins(manifest, options, path)
@@ -292,10 +298,13 @@ def load_archive(reader: ArchiveReader, options: LoadOptions) -> Any:
             config = {**config, "compile_config": None}
         weights_bytes = reader.size(WEIGHTS) if reader.has(WEIGHTS) else 0
         model = build_model(config, resolver.keras_custom_objects(), path, weights_bytes)
-        if hasher is not None:
+        if hasher is not None and not own_file:
             hasher.check(manifest)  # type: ignore[arg-type]
             hasher = None
         load_weights(model, reader, options, resolved)
+        if hasher is not None:
+            hasher.check(manifest)  # type: ignore[arg-type]
+            hasher = None
     finally:
         if hasher is not None:
             hasher.join()

@@ -16,6 +16,7 @@ LAST_SECTIONS = [
     "## Testing your own layers",
     "## API reference",
     "## Troubleshooting",
+    "## Performance",
 ]
 
 

@@ -1,0 +1,190 @@
+"""save(verify=True): the deferred rebuild confirms good files, and never hides a bad one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+
+import keras_safe
+from keras_safe import _keras, _keras_deferred, verification
+
+
+def _trained(model: keras.Model, width: int = 8) -> keras.Model:
+    x = np.random.default_rng(0).standard_normal((4, width)).astype("float32")
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    model.fit(x, model(x), verbose=0)
+    return model
+
+
+def _functional() -> keras.Model:
+    inputs = keras.Input((8,))
+    x = keras.layers.Dense(16)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Dropout(0.3)(x)
+    return _trained(keras.Model(inputs, keras.layers.Dense(2)(x)))
+
+
+def _deferred_rebuild(model: keras.Model, path: Path, sample_input: Any = None) -> Any:
+    keras_safe.save(model, path, verify=False)
+    config = _keras.serialize_model(model)
+    scope = verification._ComparingScope(model if sample_input is None else None)
+    with _keras_deferred.deferred_variables(scope):
+        rebuilt = verification._rebuild(path)
+        problems = verification._differences(model, config, rebuilt, sample_input, scope)
+    return scope, problems
+
+
+def test_the_deferred_rebuild_confirms_a_trained_model_without_keeping_values(
+    tmp_path: Path,
+) -> None:
+    model = _functional()
+    scope, problems = _deferred_rebuild(model, tmp_path / "m.keras")
+    assert problems == []
+    compared = len(model.weights) + len(model.optimizer.variables)
+    assert len(scope.compared) == compared  # each checked as it was loaded ...
+    assert scope.state_mapping == {}  # ... and none of the values kept
+
+
+def test_the_deferred_rebuild_runs_the_model_on_sample_input(tmp_path: Path) -> None:
+    model = _functional()
+    x = np.ones((2, 8), "float32")
+    scope, problems = _deferred_rebuild(model, tmp_path / "m.keras", x)
+    assert problems == []
+    assert len(scope.state_mapping) == len(model.weights) + len(model.optimizer.variables)
+
+
+def test_verify_leaves_no_variables_for_keras_to_initialize(tmp_path: Path) -> None:
+    from keras.src.backend.common import global_state
+
+    keras_safe.save(_functional(), tmp_path / "m.keras", verify=True)
+    assert not global_state.get_global_attribute("uninitialized_variables")
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_verify_passes_for_subclassed_models_and_assets(
+    tmp_path: Path, scope: keras_safe.Registry, sample: bool
+) -> None:
+    @keras_safe.register(package="verify_tests")
+    class Net(keras_safe.SerializableModel):
+        def __init__(self, units: int = 4, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.units = units
+            self.hidden = keras.layers.Dense(units)
+            self.out = keras.layers.Dense(1)
+
+        def call(self, x: Any) -> Any:
+            return self.out(self.hidden(x))
+
+    x = np.ones((2, 8), "float32")
+    net = Net(3)
+    net(x)
+    keras_safe.save(_trained(net), tmp_path / "net.keras", sample_input=x if sample else None)
+
+    lookup = keras.layers.StringLookup()
+    lookup.adapt(np.array(["a", "b", "c", "b"]))
+    inputs = keras.Input((1,), dtype="string")
+    words = keras.Model(inputs, keras.layers.Embedding(10, 2)(lookup(inputs)))
+    sample_words = np.array([["b"]]) if sample else None
+    keras_safe.save(words, tmp_path / "words.keras", sample_input=sample_words)
+    assert keras_safe.load(tmp_path / "words.keras").layers[1].get_vocabulary()[1] == "b"
+
+
+class _Dense(keras.layers.Layer):
+    def __init__(self, units: int = 3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape: Any) -> None:
+        self.a = self.add_weight(shape=(input_shape[-1], self.units), name="a")
+        self.b = self.add_weight(shape=(input_shape[-1], self.units), name="b")
+
+    def call(self, x: Any) -> Any:
+        return x @ self.a + x @ self.b
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units}
+
+
+def _broken_loader(kind: str) -> type:
+    """A registered layer whose weights do not come back as they were saved."""
+
+    def load_own_variables(self: Any, store: Any) -> None:
+        if kind == "skips":
+            return
+        if kind == "shifts":
+            self.a.assign(store["0"] + 1.0)
+            self.b.assign(store["1"])
+        if kind == "swaps":  # reads both, then assigns them crosswise
+            first, second = store["0"], store["1"]
+            self.a.assign(second)
+            self.b.assign(first)
+        if kind == "adds":  # depends on the values the variables had before loading
+            self.a.assign(self.a + store["0"])
+            self.b.assign(store["1"])
+
+    return type(f"Broken{kind.title()}", (_Dense,), {"load_own_variables": load_own_variables})
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("skips", r"does not load back.*layers/broken_skips/vars/0 in the file was not loaded"),
+        ("shifts", "weight broken/a: .* values differ after reloading"),
+        ("swaps", "weight broken/a: .* values differ after reloading"),
+        ("adds", "weight broken/a: .* values differ after reloading"),
+    ],
+)
+def test_verify_refuses_weights_that_do_not_come_back(
+    tmp_path: Path, scope: keras_safe.Registry, kind: str, expected: str
+) -> None:
+    layer_class = keras_safe.register(_broken_loader(kind), package="verify_tests")
+    inputs = keras.Input((4,))
+    model = _trained(keras.Model(inputs, layer_class(name="broken")(inputs)), width=4)
+    target = tmp_path / "m.keras"
+    target.write_bytes(b"previous")
+    with pytest.raises(keras_safe.VerificationError, match=f"(?s){expected}"):
+        keras_safe.save(model, target)
+    assert target.read_bytes() == b"previous"
+
+
+def test_verify_reports_a_layer_that_does_not_load(
+    tmp_path: Path, scope: keras_safe.Registry
+) -> None:
+    @keras_safe.register(package="verify_tests")
+    class Refuses(_Dense):
+        def load_own_variables(self, store: Any) -> None:
+            raise RuntimeError("cannot load this")
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, Refuses(name="refuses")(inputs))
+    expected = r"(?s)does not load back.*cannot load this"
+    with pytest.raises(keras_safe.VerificationError, match=expected):
+        keras_safe.save(model, tmp_path / "m.keras")
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_compared_weights_are_read_into_one_reused_buffer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = keras.Input((64,))
+    x = inputs
+    for _ in range(5):
+        x = keras.layers.Dense(64)(x)
+    model = _trained(keras.Model(inputs, x), width=64)
+    buffers: list[int] = []
+    read = _keras.RecordingH5Store._read_as_tensor
+
+    def recording(store: Any, key: str) -> Any:
+        tensor = read(store, key)
+        buffers.append(store._scratch.ctypes.data)
+        return tensor
+
+    monkeypatch.setattr(_keras.RecordingH5Store, "_read_as_tensor", recording)
+    _, problems = _deferred_rebuild(model, tmp_path / "m.keras")
+    assert problems == []
+    assert len(buffers) == len(model.weights) + len(model.optimizer.variables)
+    assert len(set(buffers)) <= 2  # the largest dataset may need a bigger one
