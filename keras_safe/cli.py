@@ -318,7 +318,7 @@ def _check_digests_with_progress(filepath: str, progress: Progress) -> None:
     """Hash a keras_safe archive's members against its manifest, drawing a bar."""
     from keras_safe.archive import METADATA, ArchiveReader
     from keras_safe.integrity import check_digest, check_member_list, read_manifest
-    from keras_safe.loading import existing_path, sniff
+    from keras_safe.options import existing_path, sniff
 
     path = existing_path(filepath)
     if sniff(path) != "zip":

@@ -22,8 +22,8 @@ from keras_safe.archive import CONFIG, METADATA, WEIGHTS, ArchiveReader
 from keras_safe.compare import Sides, config_differences
 from keras_safe.errors import _UsageError
 from keras_safe.integrity import check_digest, check_member_list, parse_json, read_manifest
-from keras_safe.loading import existing_path, sniff
 from keras_safe.manifest import Manifest, ObjectRecord
+from keras_safe.options import existing_path, sniff
 from keras_safe.plain import derive_manifest
 
 __all__ = ["DiffReport", "WeightChange", "diff"]

@@ -20,7 +20,7 @@ from keras_safe.limits import ArchiveLimits
 from keras_safe.manifest import Manifest, content_digest
 
 if TYPE_CHECKING:
-    from keras_safe.loading import LoadOptions
+    from keras_safe.options import LoadOptions
 
 __all__ = [
     "Hasher",

@@ -23,7 +23,7 @@ from keras_safe.manifest import Manifest, MemberRecord, ModelSummary, ObjectReco
 from keras_safe.policy import Reference, Resolver, iter_references, resolve_all
 
 if TYPE_CHECKING:
-    from keras_safe.loading import LoadOptions
+    from keras_safe.options import LoadOptions
 
 __all__ = ["derive_manifest", "inspect_h5", "load_h5"]
 

@@ -21,7 +21,7 @@ import numpy as np
 from keras_safe import _keras
 
 if TYPE_CHECKING:
-    from keras_safe.policy import Reference
+    from keras_safe.references import Reference
 
 __all__ = ["builtin_config_problem", "screen_references"]
 

@@ -4,7 +4,7 @@ The rebuild goes through every check of :func:`keras_safe.load` (registry
 only, no live objects), so a model that passes loads in a fresh process.
 
 It runs twice only when something is wrong. The first rebuild is deferred
-(see ``_keras_deferred.deferred_variables``): its variables get no values of their
+(see ``_keras.deferred_variables``): its variables get no values of their
 own, and each value loaded from the file is compared bit for bit with the
 live variable at the same position as it is assigned, then dropped, so that
 neither a second copy of the weights nor their random initial values are
@@ -23,10 +23,11 @@ from typing import Any
 
 import keras
 
-from keras_safe import _keras, _keras_deferred, loading
+from keras_safe import _keras, loading
 from keras_safe.archive import ArchiveReader
 from keras_safe.compare import config_differences, output_differences, weight_differences
 from keras_safe.errors import KerasSafeError, VerificationError
+from keras_safe.options import LoadOptions
 
 __all__ = ["verify_written"]
 
@@ -36,7 +37,7 @@ def verify_written(model: Any, config: dict[str, Any], path: Path, sample_input:
     problems: list[str] | None = None
     try:
         scope = _ComparingScope(model if sample_input is None else None)
-        with _keras_deferred.deferred_variables(scope):
+        with _keras.deferred_variables(scope):
             rebuilt = _rebuild(path)
             problems = _differences(model, config, rebuilt, sample_input, scope)
     except Exception:  # the ordinary rebuild below reports what is wrong
@@ -56,7 +57,7 @@ def verify_written(model: Any, config: dict[str, Any], path: Path, sample_input:
 
 def _rebuild(path: Path) -> Any:
     """The model as a fresh process loads it: registry only, every check on."""
-    options = loading.LoadOptions.make(None, True, (), "ignore", None, None)
+    options = LoadOptions.make(None, True, (), "ignore", None, None)
     with ArchiveReader(path) as reader:
         try:
             return loading.load_archive(reader, options, own_file=True)

@@ -1,4 +1,4 @@
-"""The private Keras API wrapped in keras_safe/_keras.py works with the installed Keras.
+"""The private Keras API wrapped in keras_safe/_keras works with the installed Keras.
 
 A Keras upgrade that moves or changes one of these breaks a test here first.
 Also pinned: the Keras behaviours keras_safe works around, so that a Keras
@@ -7,14 +7,17 @@ fix shows up as a failure saying which workaround can go.
 
 from __future__ import annotations
 
+import ast
 import enum
 import inspect
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import pytest
 
+import keras_safe
 from keras_safe import _keras
 
 
@@ -293,3 +296,21 @@ def test_keras_alone_loses_a_layer_shared_through_configs(tmp_path: Any) -> None
             keras.models.load_model(tmp_path / "tied.keras")
     finally:
         keras.saving.get_custom_objects().pop("test_keras_compat>Use")
+
+
+def test_private_keras_imports_live_in_the_keras_package_only() -> None:
+    package = Path(keras_safe.__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path.parent.name == "_keras":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("keras.src")]
+    assert offenders == []

@@ -1,4 +1,4 @@
-"""The Keras internals keras_safe's fast save and verify rely on (see _keras.py)."""
+"""The Keras internals keras_safe's fast save and verify rely on (see keras_safe._keras)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import keras
 from keras.src.backend.common import global_state
 from keras.src.saving import saving_lib
 
-from keras_safe import _keras, _keras_deferred
+from keras_safe import _keras
 
 
 def test_keras_reads_the_skipsets_keras_safe_caches() -> None:
@@ -20,7 +20,7 @@ def test_keras_reads_the_skipsets_keras_safe_caches() -> None:
     global_state.set_global_attribute("saving_attr_skipset_Loss", written)
     assert saving_lib.get_attr_skipset("Loss") is not written  # the key Keras writes: unread
 
-    _keras_deferred.cache_attr_skipsets()
+    _keras.cache_attr_skipsets()
     cached = global_state.get_global_attribute("saving_attr_skiplist_Optimizer")
     assert "variables" not in cached  # Keras' own set, computed once
     assert saving_lib.get_attr_skipset("Optimizer") is cached  # and read from now on
@@ -35,7 +35,7 @@ def test_deferred_variables_give_no_values_and_leave_nothing_behind(tmp_path: Pa
     before = list(global_state.get_global_attribute("uninitialized_variables") or [])
 
     scope = keras.StatelessScope(initialize_variables=False)
-    with _keras_deferred.deferred_variables(scope):
+    with _keras.deferred_variables(scope):
         rebuilt = _keras.deserialize_model(config, {})
     kernel = rebuilt.layers[1].kernel
     # A scalar placeholder, not the initializer's ones: no initializer ran and

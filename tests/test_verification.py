@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_safe
-from keras_safe import _keras, _keras_deferred, verification
+from keras_safe import _keras, verification
 
 
 def _trained(model: keras.Model, width: int = 8) -> keras.Model:
@@ -32,7 +32,7 @@ def _deferred_rebuild(model: keras.Model, path: Path, sample_input: Any = None) 
     keras_safe.save(model, path, verify=False)
     config = _keras.serialize_model(model)
     scope = verification._ComparingScope(model if sample_input is None else None)
-    with _keras_deferred.deferred_variables(scope):
+    with _keras.deferred_variables(scope):
         rebuilt = verification._rebuild(path)
         problems = verification._differences(model, config, rebuilt, sample_input, scope)
     return scope, problems

@@ -1,6 +1,6 @@
 """Keras internals of the deferred rebuild used by ``save(verify=True)``.
 
-Part of the private-API layer (see ``_keras``): a rebuild whose variables
+Part of the private-API layer (``keras_safe._keras``): a rebuild whose variables
 hold no values of their own, loaded in a ``keras.StatelessScope`` that
 records what is assigned. ``keras_safe.verification`` explains why; this
 module only knows how Keras builds, compiles and registers variables.

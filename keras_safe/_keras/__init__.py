@@ -1,0 +1,96 @@
+"""Every use of Keras' private API in keras_safe, in one package.
+
+Keras' public ``keras.saving`` API covers most of what keras_safe needs. The
+few things it does not expose are wrapped here, each with the reason, so a
+Keras upgrade that moves them breaks this package (covered by
+``tests/test_keras_compat.py``) instead of the whole library:
+
+- ``names``: exported symbols, registered names, legacy lookup tables;
+- ``models``: safe-mode building and serialization, the variable budget,
+  the checkpoint callback hook;
+- ``state``: writing and reading the weights file;
+- ``deferred``: the value-less rebuild used by ``save(verify=True)``.
+
+The rest of keras_safe imports from here only (``from keras_safe import
+_keras``), never from ``keras.src``.
+"""
+
+from __future__ import annotations
+
+from keras_safe._keras.deferred import (
+    cache_attr_skipsets,
+    deferred_scope,
+    deferred_variables,
+)
+from keras_safe._keras.models import (
+    CheckpointCallback,
+    VariableBudgetExceeded,
+    add_functional_base,
+    all_layers,
+    build_by_running,
+    count_layers,
+    deserialize_model,
+    has_unbuilt_sublayers,
+    is_functional_init,
+    model_variables,
+    optimizer_built_for,
+    safe_mode,
+    serialize_model,
+    sharing_objects,
+    variable_budget,
+)
+from keras_safe._keras.names import (
+    builtin_function_modules,
+    forget_registered_name,
+    keras_symbol,
+    legacy_candidates,
+    legacy_name_tables,
+    public_keras_name,
+    scoped_custom_objects,
+    set_registered_name,
+    snake_case,
+    vocabulary_layers,
+)
+from keras_safe._keras.state import (
+    RecordingH5Store,
+    load_legacy_h5,
+    load_state,
+    weight_path_renames,
+    write_state,
+)
+
+__all__ = [
+    "CheckpointCallback",
+    "RecordingH5Store",
+    "VariableBudgetExceeded",
+    "add_functional_base",
+    "all_layers",
+    "build_by_running",
+    "builtin_function_modules",
+    "cache_attr_skipsets",
+    "count_layers",
+    "deferred_scope",
+    "deferred_variables",
+    "deserialize_model",
+    "forget_registered_name",
+    "has_unbuilt_sublayers",
+    "is_functional_init",
+    "keras_symbol",
+    "legacy_candidates",
+    "legacy_name_tables",
+    "load_legacy_h5",
+    "load_state",
+    "model_variables",
+    "optimizer_built_for",
+    "public_keras_name",
+    "safe_mode",
+    "scoped_custom_objects",
+    "serialize_model",
+    "set_registered_name",
+    "sharing_objects",
+    "snake_case",
+    "variable_budget",
+    "vocabulary_layers",
+    "weight_path_renames",
+    "write_state",
+]

@@ -1,0 +1,238 @@
+"""Building, serializing and walking models as Keras does it.
+
+Safe-mode deserialization, building sublayers, the variable budget that
+refuses oversized models before Keras allocates them, and the hook
+``keras_safe.callbacks.SafeCheckpoint`` builds on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import keras
+import numpy as np
+from keras.src.backend.common import global_state
+from keras.src.models import model as model_module
+from keras.src.models.functional import Functional
+from keras.src.saving import serialization_lib
+
+from keras_safe._keras.deferred import (
+    deferred_scope,
+    deserialize_deferred,
+)
+
+
+def has_unbuilt_sublayers(layer: Any) -> bool:
+    """Whether a layer tracks sublayers that have no weights yet.
+
+    Same test as Keras' ``might_have_unbuilt_state`` (``layer._layers`` has
+    no public equivalent that excludes the layer itself).
+    """
+    return any(not sublayer.built for sublayer in layer._layers)
+
+
+def build_by_running(layer: Any, build_config: dict[str, Any]) -> bool:
+    """Create a layer's state by running ``call`` on symbolic inputs.
+
+    Keras does this for models whose ``build`` is not overridden
+    (``Model.build_from_config``) but not for layers, so a layer that makes
+    its sublayers in ``__init__`` and has no ``build`` would load with
+    unbuilt sublayers. Returns whether the run succeeded.
+    """
+    if "input_shape" in build_config:
+        return bool(layer._build_by_run_for_single_pos_arg(build_config["input_shape"]))
+    if "shapes_dict" in build_config:
+        return bool(layer._build_by_run_for_kwargs(build_config["shapes_dict"]))
+    return False
+
+
+# -- the archive's model parts ---------------------------------------------------
+#
+# keras.saving.save_model/load_model do not let a caller see the config they
+# write, hash members as they are written, check references before the config
+# is parsed, or learn which weights were actually consumed. keras_safe does
+# those steps itself around the same internal functions Keras' own
+# saving_lib uses, so the archive layout stays exactly Keras'.
+
+
+def serialize_model(model: Any) -> dict[str, Any]:
+    """The model config exactly as ``model.save`` writes it to config.json."""
+    with serialization_lib.ObjectSharingScope():
+        config = serialization_lib.serialize_keras_object(model)
+    return dict(config)
+
+
+@contextmanager
+def safe_mode() -> Iterator[None]:
+    """Keras' safe mode on, whatever the process-wide setting.
+
+    ``keras.config.enable_unsafe_deserialization()`` flips a global flag that
+    overrides ``safe_mode=True`` arguments; this scope pins it on.
+    """
+    with serialization_lib.SafeModeScope(True):
+        yield
+
+
+def deserialize_model(config: dict[str, Any], custom_objects: dict[str, Any]) -> Any:
+    """Build a model from a config, in Keras' safe mode whatever the global setting."""
+    with serialization_lib.ObjectSharingScope(), safe_mode():
+        if deferred_scope() is not None:
+            return deserialize_deferred(config, custom_objects)
+        return serialization_lib.deserialize_keras_object(
+            config, custom_objects=custom_objects, safe_mode=True
+        )
+
+
+def optimizer_built_for(optimizer: Any, variables: list[Any]) -> bool:
+    """Whether ``optimizer`` was built for exactly ``variables``.
+
+    ``optimizer.built`` alone does not tell: Keras' legacy .h5 loader builds
+    it for ``model._trainable_variables``, which is empty for a Functional
+    model. The list it was built for (``_trainable_variables``) is private.
+    """
+    built_for = getattr(optimizer, "_trainable_variables", None)
+    if not optimizer.built or built_for is None:
+        return False
+    return [id(v) for v in built_for] == [id(v) for v in variables]
+
+
+def all_layers(model: Any) -> list[Any]:
+    """Every layer of a model, nested ones included (``Layer._flatten_layers``)."""
+    return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def count_layers(model: Any) -> int:
+    """How many layers a model has, nested ones included."""
+    return len(all_layers(model))
+
+
+def is_functional_init(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether ``keras.Model.__init__`` would take these arguments as (inputs, outputs)."""
+    return bool(model_module.functional_init_arguments(args, kwargs))
+
+
+def add_functional_base(cls: type) -> None:
+    """Make ``cls`` a Functional model by adding ``Functional`` to its own bases.
+
+    Keras does this itself in ``Model.__init__`` (``inject_functional_model_class``)
+    by rewriting the bases of *every* class between ``cls`` and ``keras.Model``,
+    so a shared base class such as ``SerializableModel`` would become
+    Functional for every other subclass in the process too.
+    """
+    if not issubclass(cls, Functional):
+        cls.__bases__ = (*cls.__bases__, Functional)
+
+
+def sharing_objects() -> bool:
+    """Whether Keras is inside ``ObjectSharingScope`` (saving or loading a model).
+
+    Within it, a config carrying ``"shared_object_id"`` is deserialized once
+    and reused (``serialization_lib.get_shared_object``); the scope's state
+    has no public accessor.
+    """
+    return global_state.get_global_attribute("shared_objects/id_to_config_map") is not None
+
+
+# -- a budget for the variables a config may make Keras allocate -----------------
+#
+# A config can ask for Dense(units=10**9): Keras allocates and initializes the
+# kernel while rebuilding the model, long before any weight is read. Every
+# variable's shape passes through KerasVariable._validate_shape before its
+# memory is allocated, so a budget checked there refuses the model first.
+
+_budget = threading.local()
+_installed: list[Any] = []
+
+
+class VariableBudgetExceeded(Exception):
+    """Raised inside Keras when a rebuilt model would allocate too much."""
+
+
+def _install_budget_hook() -> None:
+    if _installed:
+        return
+    from keras.src.backend.common import variables
+
+    original = variables.Variable._validate_shape
+
+    def _validate_shape(self: Any, shape: Any) -> Any:
+        shape = original(self, shape)
+        remaining = getattr(_budget, "remaining", None)
+        if remaining is not None:
+            need = _nbytes(shape, self._dtype)
+            if need > remaining:
+                _budget.exceeded = (
+                    f"variable {getattr(self, 'path', '?')} of shape {tuple(shape)} needs "
+                    f"{need} bytes, more than the file's weights could fill"
+                )
+                raise VariableBudgetExceeded(_budget.exceeded)
+            _budget.remaining = remaining - need
+        return shape
+
+    variables.Variable._validate_shape = _validate_shape
+    _installed.append(original)
+
+
+def _nbytes(shape: Any, dtype: Any) -> int:
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    try:
+        itemsize = int(np.dtype(dtype).itemsize)
+    except TypeError:
+        itemsize = 8
+    return count * itemsize
+
+
+@contextmanager
+def variable_budget(nbytes: int) -> Iterator[list[str]]:
+    """Refuse creating model variables beyond ``nbytes`` in all, in this thread.
+
+    Yields a list that holds the reason once the budget was exceeded (Keras
+    may swallow the exception raised inside a ``build``; the caller checks
+    the list afterwards).
+    """
+    _install_budget_hook()
+    outer = getattr(_budget, "remaining", None), getattr(_budget, "exceeded", None)
+    _budget.remaining, _budget.exceeded = nbytes, None
+    reasons: list[str] = []
+    try:
+        yield reasons
+    finally:
+        if _budget.exceeded:
+            reasons.append(_budget.exceeded)
+        _budget.remaining, _budget.exceeded = outer
+
+
+def model_variables(model: Any, with_optimizer: bool) -> list[Any]:
+    """Every variable Keras may load into: the model's, its metrics', its optimizer's."""
+    found = list(model.variables) + list(getattr(model, "metrics_variables", []))
+    optimizer = getattr(model, "optimizer", None)
+    if with_optimizer and optimizer is not None:
+        found += list(optimizer.variables)
+    return found
+
+
+# -- checkpoints ----------------------------------------------------------------------
+
+
+class CheckpointCallback(keras.callbacks.ModelCheckpoint):  # type: ignore[misc]
+    """``keras.callbacks.ModelCheckpoint`` whose write step is :meth:`write_checkpoint`.
+
+    ModelCheckpoint decides *when* and *where* to save (``save_freq``,
+    ``save_best_only`` with ``monitor``/``mode``, ``{epoch}``/``{val_loss}``
+    in the path, ``verbose`` messages) in its private ``_save_model``, and
+    then calls ``model.save``. Overriding that one method keeps every
+    decision Keras makes and replaces only the write.
+    """
+
+    def _save_model(self, epoch: int, batch: int | None, logs: dict[str, Any] | None) -> None:
+        filepath = self._get_file_path(epoch, batch, logs or {})
+        if self._should_save_model(epoch, batch, logs, filepath):
+            self.write_checkpoint(filepath)
+
+    def write_checkpoint(self, filepath: str) -> None:
+        raise NotImplementedError
