@@ -262,9 +262,7 @@ class ArchiveReader:
                 if progress is not None:
                     progress(len(chunk))
         except EOFError as exc:
-            raise IntegrityError(
-                f"Member {name!r} of {self.path} is truncated: {exc}"
-            ) from None
+            raise IntegrityError(f"Member {name!r} of {self.path} is truncated: {exc}") from None
         return sha.hexdigest()
 
     def _info(self, name: str) -> zipfile.ZipInfo:

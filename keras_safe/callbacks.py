@@ -30,6 +30,7 @@ from typing import Any
 from keras_safe import _keras
 from keras_safe.errors import KerasSafeError, _UsageError
 from keras_safe.loading import load
+from keras_safe.options import as_path
 from keras_safe.saving import save
 
 __all__ = ["SafeCheckpoint", "checkpoint_destination", "load_latest"]
@@ -215,7 +216,7 @@ def load_latest(directory: str | os.PathLike[str], **load_kwargs: Any) -> Any:
     Example:
         >>> model = keras_safe.load_latest("checkpoints") or build_model()
     """
-    folder = Path(os.fspath(directory))
+    folder = as_path(directory, "directory")
     if not folder.exists():
         return None
     if not folder.is_dir():

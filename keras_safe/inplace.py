@@ -67,9 +67,7 @@ class InPlaceMember(MemberWindow):
             # Let the disk work while Keras converts the next variables: at the
             # fsync the file then has little left to write (h5py rewrites its
             # metadata at the end; those few pages are flushed then).
-            _start_writeback(
-                self._fd, self._start + self._written_back, self._start + self._size
-            )
+            _start_writeback(self._fd, self._start + self._written_back, self._start + self._size)
             self._written_back = self._size
         return done
 

@@ -44,7 +44,7 @@ from keras_safe.integrity import (
 )
 from keras_safe.limits import ArchiveLimits, resolve_limits
 from keras_safe.manifest import Manifest, environment
-from keras_safe.options import LoadOptions, existing_path, sniff
+from keras_safe.options import LoadOptions, as_path, existing_path, sniff
 from keras_safe.policy import Resolved, Resolver, resolve_all
 
 __all__ = ["VerifyReport", "inspect", "load", "verify"]
@@ -169,7 +169,7 @@ def verify(filepath: str | os.PathLike[str], **load_kwargs: Any) -> VerifyReport
         >>> report.ok
         True
     """
-    path = Path(os.fspath(filepath))
+    path = as_path(filepath)
     manifest: Manifest | None = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

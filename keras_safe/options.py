@@ -14,7 +14,7 @@ from keras_safe.errors import _UsageError
 from keras_safe.limits import ArchiveLimits, resolve_limits
 from keras_safe.policy import normalize_prefixes
 
-__all__ = ["LoadOptions", "existing_path", "sniff"]
+__all__ = ["LoadOptions", "as_path", "existing_path", "sniff"]
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -72,14 +72,19 @@ class LoadOptions:
         )
 
 
-def existing_path(filepath: Any) -> Path:
-    """``filepath`` as a Path to an existing regular file."""
+def as_path(value: Any, argument: str = "filepath") -> Path:
+    """``value`` as a Path; anything else is a usage error naming the argument."""
     try:
-        path = Path(os.fspath(filepath))
+        return Path(os.fspath(value))
     except TypeError:
         raise _UsageError(
-            f"filepath must be a str or os.PathLike, got {type(filepath).__name__}."
+            f"{argument} must be a str or os.PathLike, got {type(value).__name__}."
         ) from None
+
+
+def existing_path(filepath: Any) -> Path:
+    """``filepath`` as a Path to an existing regular file."""
+    path = as_path(filepath)
     if not path.exists():
         raise _UsageError(f"No such file: {path}")
     if not path.is_file():

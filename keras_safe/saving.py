@@ -42,6 +42,7 @@ from keras_safe.manifest import (
     describe_object,
     environment,
 )
+from keras_safe.options import as_path
 from keras_safe.policy import Reference, Resolver, iter_references
 from keras_safe.registry import registry
 from keras_safe.verification import verify_written
@@ -152,12 +153,7 @@ def save(
 
 
 def _target_for_save(filepath: Any) -> Path:
-    try:
-        path = Path(os.fspath(filepath))
-    except TypeError:
-        raise _UsageError(
-            f"filepath must be a str or os.PathLike, got {type(filepath).__name__}."
-        ) from None
+    path = as_path(filepath)
     if path.suffix != ".keras":
         raise _UsageError(
             f"Cannot save to {str(path)!r}: keras_safe writes the Keras 3 archive format, whose "

@@ -165,4 +165,3 @@ def _differences(
         if scope is not None and scope.read_unloaded:
             problems.append("a rebuilt variable was read before it was loaded")
     return problems
-
