@@ -62,7 +62,12 @@ def timed(function, *args) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=int, default=100, help="millions of parameters")
+    parser.add_argument(
+        "--params",
+        type=int,
+        default=100,
+        help="millions of parameters, in whole 5000x5000 Dense layers (25M each)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     model = build(args.params)

@@ -7,7 +7,7 @@ the argument or weight, and both values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,12 +201,14 @@ def weight_differences(
     rebuilt: Iterable[Any],
     what: str = "weight",
     value_of: Callable[[Any], Any] | None = None,
+    settled: Mapping[int, list[str]] | None = None,
 ) -> list[str]:
     """Every variable whose path, shape, dtype or bits differ between two lists.
 
     ``value_of(variable)`` gives a rebuilt variable's value where it is not
     held by the variable itself (a stateless rebuild); None means it was
-    never loaded.
+    never loaded. ``settled`` maps ``id(rebuilt variable)`` to the problems
+    already found for it (compared as it was loaded, its value since dropped).
     """
     saved, rebuilt = list(saved), list(rebuilt)
     problems: list[str] = []
@@ -215,6 +217,9 @@ def weight_differences(
             f"the saved model has {len(saved)} {what}s, the rebuilt one has {len(rebuilt)}"
         )
     for a, b in zip(saved, rebuilt, strict=False):
+        if settled is not None and id(b) in settled:
+            problems += settled[id(b)]
+            continue
         name = getattr(a, "path", None) or getattr(a, "name", "?")
         other = getattr(b, "path", None) or getattr(b, "name", "?")
         value = b if value_of is None else value_of(b)

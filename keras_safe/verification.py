@@ -118,17 +118,7 @@ class _ComparingScope(keras.StatelessScope):  # type: ignore[misc]
 
     def differences(self, saved: list[Any], rebuilt: list[Any], what: str) -> list[str]:
         """Like ``weight_differences``, for variables loaded in this scope."""
-        problems = []
-        if len(saved) != len(rebuilt):
-            problems.append(
-                f"the saved model has {len(saved)} {what}s, the rebuilt one has {len(rebuilt)}"
-            )
-        for a, b in zip(saved, rebuilt, strict=False):
-            if id(b) in self.compared:
-                problems += self.compared[id(b)]
-            else:
-                problems += weight_differences([a], [b], what, self.get_current_value)
-        return problems
+        return weight_differences(saved, rebuilt, what, self.get_current_value, self.compared)
 
 
 def _variable_lists(live: Any, rebuilt: Any) -> list[tuple[str, list[Any], list[Any]]]:
