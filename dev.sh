@@ -39,7 +39,7 @@ case "$task" in
     test)
         setup
         echo "== ruff check"; ruff check .
-        echo "== mypy --strict keras_safe"; mypy --strict keras_safe
+        echo "== mypy --strict src/keras_safe"; mypy --strict src/keras_safe
         echo "== pytest"; python -m pytest -n 2 "$@"
         ;;
     bench)

@@ -238,7 +238,7 @@ def job_prepare(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _digests(path: str, rounds: int) -> dict[str, Any]:
     """keras_safe's member digest (from the file) vs hashlib over the same bytes in memory."""
-    from keras_safe.archive import WEIGHTS, ArchiveReader
+    from keras_safe._format.reader import WEIGHTS, ArchiveReader
 
     with ArchiveReader(Path(path)) as reader:
         data = reader.read_all(WEIGHTS)

@@ -23,11 +23,11 @@ import keras
 
 import keras_safe
 from keras_safe import _keras
-from keras_safe.archive import CONFIG, WEIGHTS, ArchiveReader
-from keras_safe.h5guard import DatasetChecker, scan_weights
-from keras_safe.integrity import parse_json
-from keras_safe.policy import iter_references
-from keras_safe.screen import screen_references
+from keras_safe._format.integrity import parse_json
+from keras_safe._format.reader import CONFIG, WEIGHTS, ArchiveReader
+from keras_safe._guard.allowlist import iter_references
+from keras_safe._guard.hdf5_bounds import DatasetChecker, scan_weights
+from keras_safe._guard.screen import screen_references
 
 
 def build(million_params: int) -> keras.Model:

@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_safe.manifest import Manifest, MemberRecord, content_digest
+from keras_safe._format.manifest import Manifest, MemberRecord, content_digest
 
 Members = list[tuple[str, bytes]]
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import keras_safe
-from keras_safe.archive import ArchiveReader
-from keras_safe.atomic import AtomicArchiveWriter, clean_stale_temporaries
+from keras_safe._format.reader import ArchiveReader
+from keras_safe._format.writer import AtomicArchiveWriter, clean_stale_temporaries
 
 
 def make_archive(path: Path, members: dict[str, bytes]) -> None:

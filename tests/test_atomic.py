@@ -15,8 +15,8 @@ import pytest
 from conftest import run_python
 
 import keras_safe
-from keras_safe.archive import ArchiveReader
-from keras_safe.atomic import AtomicArchiveWriter
+from keras_safe._format.reader import ArchiveReader
+from keras_safe._format.writer import AtomicArchiveWriter
 
 
 def _leftovers(directory: Path) -> list[str]:
@@ -99,7 +99,7 @@ def test_truncate_shrinks_the_member(tmp_path: Path) -> None:
 
 
 def test_read_range_reads_every_byte_in_reused_chunks(tmp_path: Path) -> None:
-    from keras_safe.archive import read_range
+    from keras_safe._format.reader import read_range
 
     data = os.urandom(10_000)
     path = tmp_path / "blob"

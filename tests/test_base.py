@@ -14,7 +14,7 @@ import pytest
 from conftest import assert_strict_equal, round_trip, run_python
 
 import keras_safe
-from keras_safe.codec import codec
+from keras_safe._config.codec import codec
 
 PACKAGE = "test_base"
 

@@ -218,7 +218,7 @@ import sys, time
 import numpy as np
 import keras
 import keras_safe
-from keras_safe import atomic
+from keras_safe._format import writer as atomic
 
 directory, kill_at = sys.argv[1], int(sys.argv[2])
 finish, saves = atomic.AtomicArchiveWriter.finish, []

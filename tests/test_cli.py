@@ -25,9 +25,9 @@ from conftest import ROOT, run_python, write_module
 
 import keras_safe
 from keras_safe import cli
-from keras_safe._cli_text import allow_imports_hint, manifest_text
-from keras_safe._terminal import WIDTH, human_size, progress_for, wrap
-from keras_safe.manifest import Manifest, MemberRecord, ModelSummary, ObjectRecord
+from keras_safe._cli.terminal import WIDTH, human_size, progress_for, wrap
+from keras_safe._cli.text import allow_imports_hint, manifest_text
+from keras_safe._format.manifest import Manifest, MemberRecord, ModelSummary, ObjectRecord
 
 LAYERS = """
 import keras

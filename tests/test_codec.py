@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import keras_safe
-from keras_safe.codec import TAG, codec
+from keras_safe._config.codec import TAG, codec
 
 PACKAGE = "test_codec"
 

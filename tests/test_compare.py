@@ -6,7 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from keras_safe.compare import _bits_equal, config_differences, strictly_equal, weight_differences
+from keras_safe._ops.compare import (
+    _bits_equal,
+    config_differences,
+    strictly_equal,
+    weight_differences,
+)
 
 
 def layer(name: str, **config: object) -> dict:

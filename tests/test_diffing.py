@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import keras_safe
-from keras_safe import _diff_weights, diffing
+from keras_safe._ops import diff as diffing
+from keras_safe._ops import diff_weights as _diff_weights
 from keras_safe.errors import _UsageError
 
 X = np.random.default_rng(0).random((16, 5)).astype("float32")

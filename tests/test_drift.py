@@ -7,8 +7,8 @@ import warnings
 import pytest
 
 import keras_safe
-from keras_safe.drift import find_drift, report_drift
-from keras_safe.manifest import Manifest, ModelSummary, describe_object
+from keras_safe._format.manifest import Manifest, ModelSummary, describe_object
+from keras_safe._ops.drift import find_drift, report_drift
 
 
 def Sample(x):

@@ -232,7 +232,7 @@ except FileExistsError as error:
 
 
 def test_stale_temporaries_of_dead_processes_are_cleaned(tmp_path):
-    from keras_safe.atomic import _host_tag
+    from keras_safe._format.writer import _host_tag
 
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import keras_safe
-from keras_safe.manifest import (
+from keras_safe._format.manifest import (
     FORMAT_VERSION,
     Manifest,
     MemberRecord,

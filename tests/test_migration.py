@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_safe
-from keras_safe.compare import weight_differences
+from keras_safe._ops.compare import weight_differences
 
 
 def make_gate(

@@ -8,7 +8,7 @@ import keras
 import pytest
 
 import keras_safe
-from keras_safe.policy import Resolver, iter_references, normalize_prefixes
+from keras_safe._guard.allowlist import Resolver, iter_references, normalize_prefixes
 
 
 def model_config() -> dict:

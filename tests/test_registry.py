@@ -11,7 +11,7 @@ import keras
 import pytest
 
 import keras_safe
-from keras_safe.registry import distribution_of, kind_of
+from keras_safe._config.registry import distribution_of, kind_of
 
 PACKAGE = "test_registry"
 
@@ -252,7 +252,7 @@ def test_collision_with_a_keras_registration() -> None:
 
 def test_registered_with_keras_only_still_round_trips(scope: keras_safe.Registry) -> None:
     # registered_key falls back to Keras' registry for values.
-    from keras_safe.codec import codec, registered_key
+    from keras_safe._config.codec import codec, registered_key
 
     @keras.saving.register_keras_serializable(package=PACKAGE)
     def keras_only_fn(x: Any) -> Any:

@@ -108,7 +108,7 @@ def test_manifest_digest_is_stable_for_the_same_content(tmp_path: Path) -> None:
         first = keras_safe.save(model, tmp_path / "a.keras")
         second = keras_safe.save(model, tmp_path / "b.keras")
     assert first.members["config.json"] == second.members["config.json"]
-    assert first.digest == keras_safe.manifest.content_digest(first.members)
+    assert first.digest == keras_safe._format.manifest.content_digest(first.members)
 
 
 # -- refusals before writing -----------------------------------------------------------

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import keras_safe
-from keras_safe import _keras, verification
+from keras_safe import _keras
+from keras_safe._ops import rebuild as verification
 
 
 def _trained(model: keras.Model, width: int = 8) -> keras.Model:

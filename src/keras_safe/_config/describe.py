@@ -1,0 +1,66 @@
+"""What a registered object is and where it comes from: its kind and distribution.
+
+Used by :mod:`keras_safe._config.registry` for :class:`~keras_safe.RegistryEntry`.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import importlib.metadata
+import inspect
+from typing import Any
+
+import keras
+
+# Checked in order: the first base class an object derives from names its kind.
+_KINDS: tuple[tuple[str, type], ...] = (
+    ("model", keras.Model),
+    ("layer", keras.layers.Layer),
+    ("loss", keras.losses.Loss),
+    ("metric", keras.metrics.Metric),
+    ("optimizer", keras.optimizers.Optimizer),
+    ("schedule", keras.optimizers.schedules.LearningRateSchedule),
+    ("initializer", keras.initializers.Initializer),
+    ("regularizer", keras.regularizers.Regularizer),
+    ("constraint", keras.constraints.Constraint),
+    ("dtype_policy", keras.DTypePolicy),
+    ("enum", enum.Enum),
+)
+
+
+def kind_of(obj: Any) -> str:
+    """The kind of a registrable object: ``"layer"``, ``"loss"``, ``"function"`` ..."""
+    if inspect.isclass(obj):
+        for kind, base in _KINDS:
+            if issubclass(obj, base):
+                return kind
+        return "class"
+    return "function"
+
+
+def definition_of(obj: Any) -> tuple[str, str]:
+    """(module, qualname) of a class or function: what one registry key stands for."""
+    return (getattr(obj, "__module__", None) or "?", getattr(obj, "__qualname__", "?"))
+
+
+@functools.cache
+def _distributions_by_package() -> dict[str, list[str]]:
+    # Scans every installed distribution once; only listings need it.
+    return dict(importlib.metadata.packages_distributions())
+
+
+@functools.cache
+def distribution_of(module: str) -> tuple[str | None, str | None]:
+    """The installed distribution (name, version) providing ``module``, if any."""
+    top = module.split(".", 1)[0]
+    if top in ("__main__", "builtins", ""):
+        return None, None
+    names = _distributions_by_package().get(top)
+    if not names:
+        return None, None
+    name = names[0]
+    try:
+        return name, importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return name, None

@@ -1,0 +1,252 @@
+"""Atomic archive writing: temporary file, digests while writing, fsync, replace.
+
+The archive is written to a temporary file in the target's directory (so
+``os.replace`` is atomic), each member's SHA-256 computed as it is written
+and overlapped with zip's own CRC and the write (the weights member is
+written in place by h5py and digested in one read: see ``inplace``),
+flushed to stable storage on another thread while the caller verifies the
+file, and only then moved over the target. Until then the target is
+untouched; on failure the temporary file is removed, and one left by a
+killed process is removed by the next save to the same directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import stat
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import IO, Any
+
+from keras_safe._format.inplace import InPlaceMember, Sync
+from keras_safe.errors import IntegrityError, _FileExistsError
+
+__all__ = ["AtomicArchiveWriter", "clean_stale_temporaries"]
+
+_CHUNK = 1 << 20
+_TEMP_RE = re.compile(r"^\.(?P<base>.+)\.keras-safe-(?P<host>[^.]+)-(?P<pid>\d+)-[0-9a-z_]+\.tmp$")
+_STALE_AFTER = 24 * 3600.0
+
+
+def _sha256_of(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class _HashThread(threading.Thread):
+    """SHA-256 of a buffer on another core (hashlib releases the GIL)."""
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        super().__init__(daemon=True)
+        self._data = data
+        self.digest = ""
+
+    def run(self) -> None:
+        self.digest = _sha256_of(self._data)
+
+
+class _DigestingZipFile(zipfile.ZipFile):
+    """A ZipFile that records SHA-256 and size of every member it writes."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        super().__init__(file, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+        self.digests: dict[str, tuple[str, int]] = {}
+
+    def _claim(self, name: str) -> None:
+        if name in self.digests:
+            raise IntegrityError(f"Archive member {name!r} was written twice.")
+
+    def open_in_place(self, name: str) -> InPlaceMember:
+        """Start member ``name`` as a seekable file; call its ``finish()`` when done."""
+        self._claim(name)
+        return InPlaceMember(self, name, self.digests)
+
+    def writestr(  # type: ignore[override]
+        self, zinfo_or_arcname: str | zipfile.ZipInfo, data: bytes | str, *args: Any, **kwargs: Any
+    ) -> None:
+        name = (
+            zinfo_or_arcname.filename
+            if isinstance(zinfo_or_arcname, zipfile.ZipInfo)
+            else (zinfo_or_arcname)
+        )
+        self._claim(name)
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        if len(payload) >= _CHUNK:
+            hasher = _HashThread(memoryview(payload))
+            hasher.start()
+            super().writestr(zinfo_or_arcname, payload, *args, **kwargs)
+            hasher.join()
+            digest = hasher.digest
+        else:
+            super().writestr(zinfo_or_arcname, payload, *args, **kwargs)
+            digest = _sha256_of(payload)
+        self.digests[name] = (digest, len(payload))
+
+    def write(  # type: ignore[override]
+        self,
+        filename: str | os.PathLike[str],
+        arcname: str | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        name = arcname if arcname is not None else os.fspath(filename)
+        if os.path.isdir(filename):
+            super().write(filename, arcname, *args, **kwargs)
+            return
+        self._claim(name)
+        sha, size = hashlib.sha256(), 0
+        with open(filename, "rb") as source, self.open(name, "w", force_zip64=True) as target:
+            while chunk := source.read(_CHUNK):
+                sha.update(chunk)
+                target.write(chunk)
+                size += len(chunk)
+        self.digests[name] = (sha.hexdigest(), size)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temporaries(directory: Path) -> list[Path]:
+    """Remove temporary files left in ``directory`` by saves that were killed.
+
+    Only files of this host whose process is gone (or that are older than a
+    day) are touched; a save in progress keeps its file.
+    """
+    removed: list[Path] = []
+    host = _host_tag()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        match = _TEMP_RE.match(name)
+        if match is None or match["host"] != host:
+            continue
+        candidate = directory / name
+        try:
+            age = now - candidate.stat().st_mtime
+            if not _alive(int(match["pid"])) or age > _STALE_AFTER:
+                candidate.unlink()
+                removed.append(candidate)
+        except OSError:
+            continue
+    return removed
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^0-9A-Za-z]", "", socket.gethostname())[:32] or "host"
+
+
+class AtomicArchiveWriter:
+    """Writes an archive next to ``target`` and moves it into place on commit.
+
+    Use :attr:`zipfile` to write members, :meth:`finish` to close and fsync,
+    then :meth:`commit` to replace the target (or :meth:`abort`). Until
+    ``commit``, the file at ``target`` is untouched; after ``abort`` or a
+    crash, no temporary file remains (a killed process's file is removed by
+    the next save to the same directory).
+    """
+
+    def __init__(self, target: Path, *, overwrite: bool = True) -> None:
+        self.target = target
+        self.overwrite = overwrite
+        directory = target.parent
+        clean_stale_temporaries(directory)
+        prefix = f".{target.name}.keras-safe-{_host_tag()}-{os.getpid()}-"
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+        self.temp_path = Path(name)
+        self._file: IO[bytes] = os.fdopen(fd, "w+b")
+        self.zipfile = _DigestingZipFile(self._file)
+        self._closed = False
+        self._sync: Sync | None = None
+
+    @property
+    def digests(self) -> dict[str, tuple[str, int]]:
+        """``{member: (sha256, size)}`` of everything written so far."""
+        return self.zipfile.digests
+
+    def finish(self) -> None:
+        """Close the zip and start flushing it to stable storage.
+
+        The fsync runs on another thread (the disk works while ``save``
+        verifies the file); :meth:`commit` waits for it.
+        """
+        self.zipfile.close()
+        self._file.flush()
+        self._sync = Sync(self._file.fileno())
+        self._closed = True
+
+    def commit(self) -> None:
+        """Atomically move the finished archive to the target path."""
+        if not self._closed:
+            self.finish()
+        self._close_file(check=True)
+        _apply_mode(self.temp_path, self.target)
+        if self.overwrite:
+            os.replace(self.temp_path, self.target)
+        else:
+            try:
+                os.link(self.temp_path, self.target)  # fails atomically if it exists
+            except FileExistsError:
+                raise _FileExistsError(
+                    f"{self.target} already exists and overwrite=False; nothing was written. "
+                    "Pass overwrite=True to replace it, or choose another path."
+                ) from None
+            finally:
+                self.temp_path.unlink(missing_ok=True)
+        _fsync_directory(self.target.parent)
+
+    def abort(self) -> None:
+        """Discard the temporary file; the target stays as it was."""
+        try:
+            if not self._closed:
+                self.zipfile.fp = None  # don't write a central directory on close
+                self._closed = True
+            self._close_file(check=False)
+        finally:
+            self.temp_path.unlink(missing_ok=True)
+
+    def _close_file(self, *, check: bool) -> None:
+        """Wait for the fsync started by :meth:`finish` (if any), then close."""
+        try:
+            if self._sync is not None:
+                sync, self._sync = self._sync, None
+                sync.wait(check=check)
+        finally:
+            self._file.close()
+
+
+def _apply_mode(temp: Path, target: Path) -> None:
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(temp, mode)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,393 @@
+"""The allowlist: every class or function a model config refers to, checked.
+
+:func:`~keras_safe._guard.references.iter_references` finds every reference in a
+config the way Keras reads it; :class:`Resolver` decides what each may
+resolve to: a Keras built-in of a kind models are made of, an object in the
+registry, an object the caller passed in ``custom_objects``, or an object
+registered by importing a module under an ``allow_imports`` prefix. Nothing
+else is imported, and a config that names anything else never reaches Keras.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keras
+
+from keras_safe import _keras
+from keras_safe._config.registry import registry
+from keras_safe._guard.references import Reference, iter_references
+from keras_safe._guard.screen import builtin_config_problem, screen_references
+from keras_safe.errors import MissingObjectsError, UnsafeModelError
+
+if TYPE_CHECKING:
+    from keras_safe._format.manifest import Manifest
+
+__all__ = ["Reference", "Resolved", "Resolver", "iter_references", "resolve_all"]
+
+_FUNCTION_MODULES = ("keras.activations", "keras.losses", "keras.metrics")
+# Exported from those modules, but not model parts: they deserialize configs.
+_NOT_MODEL_FUNCTIONS = frozenset({"get", "serialize", "deserialize"})
+_ALLOWED_BASES: tuple[type, ...] = (
+    keras.layers.Layer,
+    keras.initializers.Initializer,
+    keras.regularizers.Regularizer,
+    keras.constraints.Constraint,
+    keras.losses.Loss,
+    keras.metrics.Metric,
+    keras.optimizers.Optimizer,
+    keras.optimizers.schedules.LearningRateSchedule,
+    keras.DTypePolicy,
+)
+# Layers that run code or load files chosen by the model file.
+# Functional graphs record the keras.ops they apply (`x + y`, `keras.ops.relu`)
+# as Operation nodes from keras.src.ops; they are model parts too. The few
+# that take Python callables are refused.
+_OPS_WITH_CALLABLES = frozenset({"WhileLoop", "ForiLoop", "VectorizedMap"})
+
+
+def _is_keras_op(obj: Any) -> bool:
+    return (
+        isinstance(obj, type)
+        and issubclass(obj, keras.Operation)
+        and obj is not keras.Operation
+        and obj.__module__.startswith("keras.src.ops.")
+        and not obj.__module__.endswith("_test")
+    )
+
+
+_REFUSED_LAYERS: tuple[type, ...] = tuple(
+    cls
+    for name in ("Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer")
+    if isinstance(cls := _keras.keras_symbol(f"keras.layers.{name}"), type)
+)
+# Packages whose functions a config may name but that never hold model parts.
+_FOREIGN_PACKAGES = frozenset({"tensorflow", "tf", "numpy", "h5py", "jax", "torch", "builtins"})
+_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A reference and what it resolved to (``source``: keras/registry/custom)."""
+
+    reference: Reference
+    obj: Any
+    source: str
+
+
+@dataclass
+class Resolver:
+    """Resolves references against Keras built-ins, the registry, ``custom_objects``.
+
+    ``custom_objects`` keys may be short class names or registered keys.
+    Modules under an ``allow_imports`` prefix are imported when a reference
+    into them does not resolve otherwise (whole package names only:
+    ``"my_project"`` allows ``my_project.layers``, never ``my_project_evil``).
+    """
+
+    custom_objects: Mapping[str, Any] = field(default_factory=dict)
+    allow_imports: tuple[str, ...] = ()
+    imported: list[str] = field(default_factory=list)
+    short_names: dict[str, Any] = field(default_factory=dict)
+
+    def keras_custom_objects(self) -> dict[str, Any]:
+        """``custom_objects`` for Keras, plus keys resolved through short names."""
+        return {**self.custom_objects, **self.short_names}
+
+    def resolve(self, ref: Reference, *, imports: bool = True) -> Resolved | None:
+        """What ``ref`` stands for, or None if nothing allowed matches.
+
+        Mirrors Keras' own lookup (``serialization_lib._retrieve_class_or_fn``
+        and the legacy name tables) so the object approved here is the object
+        Keras will use. Every custom object approved is also handed to Keras
+        under the key it looks up (:meth:`keras_custom_objects`). With
+        ``imports=False`` nothing is imported.
+
+        Raises:
+            UnsafeModelError: the reference names code, a Lambda, a Keras
+                symbol that is not a model part, or cannot be interpreted.
+        """
+        if ref.kind in ("code", "malformed", "data"):
+            raise UnsafeModelError(
+                _REFUSALS.get(ref.kind, "{where}: {name}").format(where=ref.where, name=ref.name)
+            )
+        found = self._custom(ref)
+        if found is None and imports and self._may_import(ref.module):
+            self._import(ref.module)
+            found = self._custom(ref)
+        if found is not None:
+            return found
+        return self._builtin(ref)
+
+    def _lookup_key(self, ref: Reference) -> str:
+        # Functions by their config name, classes by registered_name (the
+        # class name when the field is absent, nothing when it is null).
+        if ref.kind == "function":
+            return ref.name
+        return ref.name if ref.registered_name is None else ref.registered_name
+
+    def _custom(self, ref: Reference) -> Resolved | None:
+        # Global registrations win over custom_objects, as in
+        # keras.saving.deserialize_keras_object.
+        key = self._lookup_key(ref)
+        if not key:
+            return None
+        obj = registry.get(key)
+        if obj is None:
+            obj = keras.saving.get_custom_objects().get(key)
+        source = "registry"
+        if obj is None:
+            source = "custom"
+            obj = self.custom_objects.get(key)
+            if obj is None and ref.kind != "function" and ref.name in self.custom_objects:
+                # custom_objects given by short class name for a registered key.
+                obj = self.custom_objects[ref.name]
+        if obj is None:
+            return None
+        # Keras gets exactly what was approved under the key it looks up
+        # (registry aliases and short names included), so it never falls
+        # through to a built-in of the same name that was not checked.
+        self.short_names[key] = obj
+        return Resolved(ref, obj, source)
+
+    def _builtin(self, ref: Reference) -> Resolved | None:
+        module = ref.module or ""
+        if ref.kind == "function":
+            return self._builtin_function(ref, module)
+        if ref.kind != "class":
+            return None
+        if ref.legacy:
+            return self._legacy_builtin(ref)
+        if not _is_keras_module(module):
+            self._refuse_foreign(ref, module)
+            return None
+        return self._check_kind(ref, module, _keras.keras_symbol(f"{module}.{ref.name}"))
+
+    def _builtin_function(self, ref: Reference, module: str) -> Resolved | None:
+        if module == "builtins":
+            # Keras tries several modules in an order that varies between
+            # processes: every candidate must be acceptable.
+            candidates = [
+                (candidate, obj)
+                for candidate in _keras.builtin_function_modules()
+                if (obj := _keras.keras_symbol(f"{candidate}.{ref.name}")) is not None
+            ]
+        elif _is_keras_module(module):
+            candidates = [(module, _keras.keras_symbol(f"{module}.{ref.name}"))]
+        else:
+            self._refuse_foreign(ref, module)
+            return None
+        if not candidates:
+            if module == "builtins" and hasattr(builtins, ref.name):
+                self._refuse_foreign(ref, module)
+            return None
+        for candidate, obj in candidates:
+            if (
+                candidate not in _FUNCTION_MODULES
+                or ref.name in _NOT_MODEL_FUNCTIONS
+                or obj is None
+                or isinstance(obj, type)
+                or not callable(obj)
+            ):
+                return self._refuse_keras(ref, candidate)
+        return Resolved(ref, candidates[0][1], "keras")
+
+    def _legacy_builtin(self, ref: Reference) -> Resolved | None:
+        # Configs without a module (legacy .h5, old layer configs) name
+        # built-ins by class name; Keras looks the name up in one of several
+        # tables depending on where the reference sits, so every table's
+        # object of that name must be acceptable.
+        found = _keras.legacy_candidates(ref.name)
+        if not found:
+            return None
+        checked = [self._check_kind(ref, "keras", obj) for obj in found]
+        return checked[0]
+
+    def _check_kind(self, ref: Reference, module: str, obj: Any) -> Resolved | None:
+        if obj is None and module.startswith("keras.src."):
+            # Non-exported built-ins (e.g. Functional) are written with their
+            # defining module; it is already imported if Keras could write it.
+            loaded = sys.modules.get(module)
+            obj = getattr(loaded, ref.name, None) if loaded is not None else None
+        if isinstance(obj, type) and issubclass(obj, _ALLOWED_BASES):
+            if issubclass(obj, _REFUSED_LAYERS):
+                raise UnsafeModelError(
+                    f"{ref.where}: {module}.{ref.name} layers run code or load files chosen "
+                    "by the model file, so keras_safe refuses them. Replace the layer with a "
+                    "registered keras_safe.SerializableLayer."
+                )
+            problem = builtin_config_problem(ref, obj)
+            if problem is not None:
+                raise UnsafeModelError(problem)
+            return Resolved(ref, obj, "keras")
+        if _is_keras_op(obj):
+            if obj.__name__ in _OPS_WITH_CALLABLES:
+                raise UnsafeModelError(
+                    f"{ref.where}: {module}.{ref.name} takes Python functions from the file; "
+                    "keras_safe refuses it. Move the loop into a registered "
+                    "keras_safe.SerializableLayer."
+                )
+            return Resolved(ref, obj, "keras")
+        return self._refuse_keras(ref, module)
+
+    def _refuse_keras(self, ref: Reference, module: str) -> Resolved:
+        raise UnsafeModelError(
+            f"{ref.where}: the config refers to {module}.{ref.name}, which is not a Keras "
+            "layer, model, initializer, regularizer, constraint, activation, loss, metric, "
+            "optimizer, learning-rate schedule or dtype policy. Model files may only refer "
+            "to those; refusing to load it."
+        )
+
+    def _refuse_foreign(self, ref: Reference, module: str) -> None:
+        # A name in the standard library or a framework is never a custom
+        # object that is merely not imported yet: it is an attempt to run it.
+        top = module.split(".")[0]
+        if top in sys.stdlib_module_names or top in _FOREIGN_PACKAGES:
+            raise UnsafeModelError(
+                f"{ref.where}: the config refers to {module}.{ref.name}, a function or class "
+                f"of {top!r}, not a model part. Model files may only refer to Keras model "
+                "parts and registered objects; refusing to load it."
+            )
+
+    def _may_import(self, module: str | None) -> bool:
+        if not module or not _MODULE_RE.match(module):
+            return False
+        if any(part.startswith("__") for part in module.split(".")):
+            return False  # __main__, __init__: never imported by name from a file
+        return any(module == p or module.startswith(f"{p}.") for p in self.allow_imports)
+
+    def _import(self, module: str | None) -> None:
+        assert module is not None
+        if module in sys.modules:
+            return
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return  # reported as missing, with the manifest's hints
+        self.imported.append(module)
+
+
+# -- every reference of a file ---------------------------------------------------------
+
+
+def resolve_all(
+    configs: list[dict[str, Any]], resolver: Resolver, manifest: Manifest | None, path: Path
+) -> list[Resolved]:
+    """Resolve every reference or raise, listing every unsafe or missing one.
+
+    Everything is checked without importing anything first; modules under
+    ``allow_imports`` are imported only for a file with nothing unsafe in it.
+    """
+    refs = [ref for config in configs for ref in iter_references(config, include_data=True)]
+    unsafe = screen_references(refs)
+    resolved: list[Resolved] = []
+    pending: list[Reference] = []
+    for ref in refs:
+        if ref.kind == "data":
+            continue
+        try:
+            found = resolver.resolve(ref, imports=False)
+        except UnsafeModelError as exc:
+            unsafe.append(str(exc))
+            continue
+        if found is None:
+            pending.append(ref)
+        else:
+            resolved.append(found)
+    if unsafe:
+        lines = "\n".join(f"  - {line}" for line in dict.fromkeys(unsafe))
+        raise UnsafeModelError(f"{path} refers to things keras_safe does not load:\n{lines}")
+    missing: dict[str, Reference] = {}
+    for ref in pending:
+        found = resolver.resolve(ref)
+        if found is None:
+            missing.setdefault(ref.key, ref)
+        else:
+            resolved.append(found)
+    if missing and resolver.imported:
+        # A module imported for a later reference may have registered an
+        # earlier one (legacy configs name classes without their module).
+        for key, ref in list(missing.items()):
+            found = resolver.resolve(ref, imports=False)
+            if found is not None:
+                resolved.append(found)
+                del missing[key]
+    if missing:
+        raise MissingObjectsError(
+            _missing_message(missing, manifest, resolver, path), tuple(missing)
+        )
+    return resolved
+
+
+def _missing_message(
+    missing: dict[str, Reference], manifest: Manifest | None, resolver: Resolver, path: Path
+) -> str:
+    lines, modules, distributions = [], [], []
+    for key, ref in missing.items():
+        record = manifest.object(key) if manifest is not None else None
+        module = (record.module if record else None) or ref.module
+        origin = record.origin if record else f"module {module or '?'}"
+        lines.append(f"  - {key} ({ref.kind}, {origin}; used at {ref.where})")
+        if module and module not in ("__main__", "builtins"):
+            modules.append(module)
+        if record and record.distribution:
+            distributions.append(f"{record.distribution}=={record.version}".rstrip("=None"))
+    packages = tuple(sorted({m.split(".")[0] for m in modules}))
+    fixes = []
+    if modules:
+        imports = ", ".join(dict.fromkeys(modules))
+        fixes.append(f"import the module(s) that define them first: import {imports}")
+        fixes.append(
+            f"or let keras_safe import them: keras_safe.load(path, allow_imports={packages!r})"
+        )
+    fixes.append("or pass them: keras_safe.load(path, custom_objects={'Name': Name, ...})")
+    if distributions:
+        fixes.append(f"if not installed: pip install {' '.join(dict.fromkeys(distributions))}")
+    renamed = next((k for k, ref in missing.items() if ref.kind == "class" and ">" in k), None)
+    if renamed is not None:
+        fixes.append(
+            "if a class moved to another module, import that one; if it was renamed (or its "
+            f"package was), keep the old key: @keras_safe.register(..., aliases=({renamed!r},))"
+        )
+    if resolver.imported:
+        fixes.append(f"(imported via allow_imports: {', '.join(resolver.imported)})")
+    return (
+        f"{path} needs {len(missing)} custom object(s) that are not available in this "
+        "process:\n" + "\n".join(lines) + "\nFix: " + "\n     ".join(fixes)
+    )
+
+
+_REFUSALS = {
+    "code": (
+        "{where}: the config holds a serialized {name} (Python code or an object rebuilt "
+        "from a registry named by the file). keras_safe never runs code from a file; "
+        "rewrite that part as a registered class or function."
+    ),
+    "malformed": (
+        "{where}: the config has a reference Keras cannot interpret ({name}); the file "
+        "was edited or is damaged."
+    ),
+    "data": "{where}: {name} is a value marker, not a reference.",
+}
+
+
+def _is_keras_module(module: str) -> bool:
+    return module == "keras" or module.startswith("keras.")
+
+
+def normalize_prefixes(allow_imports: Any) -> tuple[str, ...]:
+    """Validate ``allow_imports`` (a str or an iterable of package names)."""
+    prefixes = (allow_imports,) if isinstance(allow_imports, str) else tuple(allow_imports)
+    for prefix in prefixes:
+        if not isinstance(prefix, str) or not _MODULE_RE.match(prefix) or prefix == "__main__":
+            raise ValueError(
+                f"allow_imports entries must be package names like 'my_project', got {prefix!r}."
+            )
+    return prefixes

@@ -1,0 +1,172 @@
+"""Weights files checked from their HDF5 metadata before any weight is read.
+
+An HDF5 file can declare a dataset of any shape while storing nothing (a
+fill value, or a compressed chunk), point a name at another file (external
+links, external raw storage, virtual datasets), ask for a compression
+filter the HDF5 library would load as a native plugin, or hold types that
+read back as Python objects. Keras reads whole datasets into memory before
+it compares their shapes with the model's variables. So, reading metadata
+only:
+
+* :func:`scan_weights` walks every link, object and attribute once: only hard
+  links, no external/virtual storage, only built-in filters, numeric data,
+  small attributes, a bounded object count, and datasets that together
+  declare no more bytes than the file holds.
+* :class:`DatasetChecker` makes the store refuse, before reading it, a
+  dataset whose shape and dtype match no variable of the rebuilt model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import h5py
+
+from keras_safe._format.limits import ArchiveLimits
+from keras_safe.errors import UnsafeModelError
+
+__all__ = ["DatasetChecker", "scan_weights"]
+
+# deflate, shuffle, fletcher32, szip, nbit, scale-offset: built into HDF5.
+# Any other filter id makes HDF5 search its plugin path for a shared library.
+_BUILTIN_FILTERS = frozenset({1, 2, 3, 4, 5, 6})
+_DATA_KINDS = frozenset("biufc")
+_MAX_OPAQUE = 16  # bfloat16 and friends are stored as small opaque types
+_MAX_VLEN_ELEMENTS = 100_000
+
+
+def scan_weights(handle: Any, where: str, limits: ArchiveLimits, file_size: int) -> int:
+    """Check every object reachable from ``handle``; return the bytes its datasets declare.
+
+    Args:
+        handle: An open ``h5py.File`` (or group).
+        where: Names the file or member in messages.
+        limits: ``max_h5_objects`` and ``max_h5_attribute_bytes`` apply.
+        file_size: Bytes the weights occupy; datasets may not declare more.
+
+    Raises:
+        UnsafeModelError: naming the first offending object.
+    """
+    seen: set[Any] = set()
+    stack: list[tuple[str, Any]] = [("", handle)]
+    count, declared = 0, 0
+    while stack:
+        prefix, group = stack.pop()
+        _check_attributes(group, prefix or "/", where, limits)
+        for name in group:
+            path = f"{prefix}/{name}" if prefix else name
+            count += 1
+            if count > limits.max_h5_objects:
+                raise UnsafeModelError(
+                    f"{where} holds more than {limits.max_h5_objects} HDF5 objects "
+                    "(ArchiveLimits.max_h5_objects)."
+                )
+            link = group.get(name, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                raise UnsafeModelError(
+                    f"{where}: {path!r} is an HDF5 {type(link).__name__}; a weights file "
+                    "points only to its own objects (soft and external links are refused)."
+                )
+            obj = group[name]
+            if obj.id in seen:
+                continue
+            seen.add(obj.id)
+            if isinstance(obj, h5py.Group):
+                stack.append((path, obj))
+            elif isinstance(obj, h5py.Dataset):
+                declared += _check_dataset(obj, path, where, limits)
+            else:
+                raise UnsafeModelError(f"{where}: {path!r} is an HDF5 {type(obj).__name__}.")
+    if declared > file_size:
+        raise UnsafeModelError(
+            f"{where}: its datasets declare {declared} bytes but the file holds {file_size}; "
+            "a dataset whose data is not in the file would be made up when read (an HDF5 "
+            "shape bomb). Refusing it."
+        )
+    return declared
+
+
+def _check_dataset(ds: Any, path: str, where: str, limits: ArchiveLimits) -> int:
+    if ds.is_virtual or ds.external:
+        raise UnsafeModelError(
+            f"{where}: dataset {path!r} keeps its data in another file "
+            f"({'virtual' if ds.is_virtual else 'external storage'}); refusing it."
+        )
+    plist = ds.id.get_create_plist()
+    for index in range(plist.get_nfilters()):
+        filter_id = plist.get_filter(index)[0]
+        if filter_id not in _BUILTIN_FILTERS:
+            raise UnsafeModelError(
+                f"{where}: dataset {path!r} uses HDF5 filter {filter_id}, which HDF5 would "
+                "load as a plugin library; refusing it."
+            )
+    _check_type(ds.dtype, f"dataset {path!r}", where)
+    _check_attributes(ds, path, where, limits)
+    if ds.shape is None:
+        raise UnsafeModelError(f"{where}: dataset {path!r} has no shape (a null dataspace).")
+    return int(math.prod(ds.shape)) * int(ds.dtype.itemsize)
+
+
+def _check_type(dtype: Any, what: str, where: str) -> None:
+    if dtype.kind in _DATA_KINDS or (
+        dtype.kind == "V" and dtype.fields is None and dtype.itemsize <= _MAX_OPAQUE
+    ):
+        return
+    raise UnsafeModelError(
+        f"{where}: {what} holds {dtype} values; weights are numbers. Refusing it."
+    )
+
+
+def _check_attributes(obj: Any, path: str, where: str, limits: ArchiveLimits) -> None:
+    for name in obj.attrs:
+        attr = h5py.h5a.open(obj.id, name.encode("utf-8"))
+        try:
+            size = attr.get_storage_size()
+        except RuntimeError:  # HDF5 reports an empty attribute's 0 bytes as an error
+            size = 0
+        elements = attr.get_space().get_simple_extent_npoints()
+        vlen = attr.get_type().get_class() == h5py.h5t.VLEN or (
+            attr.get_type().get_class() == h5py.h5t.STRING and attr.get_type().is_variable_str()
+        )
+        if size > limits.max_h5_attribute_bytes or (vlen and elements > _MAX_VLEN_ELEMENTS):
+            raise UnsafeModelError(
+                f"{where}: attribute {name!r} of {path!r} holds {elements} values in {size} "
+                f"bytes (limit {limits.max_h5_attribute_bytes}, "
+                "ArchiveLimits.max_h5_attribute_bytes)."
+            )
+
+
+class DatasetChecker:
+    """A check the weights store runs on each dataset before Keras reads it.
+
+    A dataset Keras is about to read must have the shape and dtype of one
+    of the model's variables (Keras would refuse it only after reading it
+    all). Keras catches exceptions raised while loading a layer, so every
+    refusal is also kept in :attr:`refusals` for the caller to raise.
+    """
+
+    def __init__(self, variables: Iterable[Any], where: str) -> None:
+        self.where = where
+        self.refusals: list[str] = []
+        self.known: set[tuple[tuple[int, ...], str]] = set()
+        for variable in variables:
+            dtype = str(getattr(variable.dtype, "name", variable.dtype))
+            self.known.add((tuple(int(d) for d in variable.shape), dtype))
+        self.largest = max((math.prod(shape) for shape, _ in self.known), default=0)
+
+    def __call__(self, path: str, ds: Any) -> None:
+        if not isinstance(ds, h5py.Dataset):
+            return
+        shape = tuple(int(d) for d in (ds.shape or ()))
+        dtype = "bfloat16" if ds.attrs.get("dtype") == "bfloat16" else str(ds.dtype)
+        if (shape, dtype) in self.known:
+            return
+        size = "larger than any" if math.prod(shape) > self.largest else "unlike any"
+        message = (
+            f"{self.where}: dataset {path!r} has shape {shape} and dtype {dtype}, {size} "
+            "variable of the model rebuilt from the config; refused before reading it."
+        )
+        self.refusals.append(message)
+        raise UnsafeModelError(message)

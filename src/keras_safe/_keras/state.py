@@ -1,0 +1,283 @@
+"""Writing and reading a model's variables (the ``model.weights.h5`` member).
+
+The weights file is written in place into the archive being saved and read
+through a store that records which datasets Keras consumed, translates
+renamed weight paths and lets keras_safe check each dataset before Keras
+reads it.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import IO, Any
+
+import h5py
+import numpy as np
+from keras.src.saving import saving_lib
+from keras.src.saving.keras_saveable import KerasSaveable
+
+from keras_safe._keras.deferred import (
+    cache_attr_skipsets,
+    deferred_scope,
+)
+from keras_safe._keras.names import snake_case
+
+
+def write_state(model: Any, weights: Any, archive: Any, assets_name: str) -> None:
+    """Write the model's variables into ``weights`` and its assets into ``archive``.
+
+    ``weights`` is the archive member being written in place (an
+    :class:`~keras_safe._format.writer.InPlaceMember`): h5py builds the weights file
+    straight into the archive instead of in an ``io.BytesIO`` (or, when
+    Keras thinks memory is short, a temporary file) that is copied in
+    afterwards. Its ``finish()`` runs once the weights file is complete,
+    before the assets are added to the archive.
+    """
+    cache_attr_skipsets()
+    weights_store = _InPlaceH5Store(weights)
+    asset_store: Any = None
+    try:
+        asset_store = saving_lib.DiskIOStore(assets_name, archive=archive, mode="w")
+        try:
+            saving_lib._save_state(
+                model,
+                weights_store=weights_store,
+                assets_store=asset_store,
+                inner_path="",
+                visited_saveables=set(),
+            )
+        finally:
+            weights_store.close()
+        weights.finish()
+    except BaseException:
+        weights.close()
+        if asset_store is not None:
+            asset_store.archive = None  # nothing more goes into a failed archive
+            asset_store.close()
+        raise
+    asset_store.close()
+
+
+class _InPlaceH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
+    """Keras' H5 weight store writing into a seekable file it does not own."""
+
+    def __init__(self, fileobj: Any) -> None:
+        self._fileobj = fileobj
+        super().__init__(fileobj.name, mode="w")
+
+    def _get_h5_file(self, path_or_io: Any, mode: str | None = None) -> Any:
+        return h5py.File(self._fileobj, mode="w")
+
+
+class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
+    """Keras' H5 weight store over any file object, recording what is read."""
+
+    def __init__(self, fileobj: IO[bytes] | io.RawIOBase) -> None:
+        self._fileobj = fileobj
+        self.consumed: set[str] = set()
+        # Path prefixes under the current class names -> the paths the file
+        # uses (see weight_path_renames); empty unless a class was renamed.
+        self.renames: dict[str, str] = {}
+
+        # Called as check(path, dataset) before Keras reads a dataset.
+        self.check: Any = None
+        self._scratch: np.ndarray[Any, Any] | None = None
+        self._lent: weakref.ref[np.ndarray[Any, Any]] | None = None
+        super().__init__("model.weights.h5", mode="r")
+
+    def _get_h5_file(self, path_or_io: Any, mode: str | None = None) -> Any:
+        return h5py.File(self._fileobj, mode="r")
+
+    def _translate(self, path: str) -> str:
+        if not self.renames or not path:
+            return path
+        parts = path.split("/")
+        for end in range(len(parts), 0, -1):
+            old = self.renames.get("/".join(parts[:end]))
+            if old is not None:
+                return "/".join([old, *parts[end:]])
+        return path
+
+    def get(self, path: str) -> Any:
+        return super().get(self._translate(path))
+
+    def has_path(self, path: str) -> bool:
+        return bool(super().has_path(self._translate(path)))
+
+    def group_basenames(self) -> set[str]:
+        """The last path segment of every group in the file."""
+        found: set[str] = set()
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Group):
+                found.add(name.rpartition("/")[2])
+
+        self.h5_file.visititems(visit)
+        return found
+
+    def __getitem__(self, key: str) -> Any:
+        group = self._h5_entry_group
+        path = f"{group.name.lstrip('/')}/{key}" if hasattr(group, "name") else key
+        if self.check is not None and hasattr(group, "name") and key in group:
+            self.check(path, group.get(key))
+        value = self._read_as_tensor(key) if deferred_scope() is not None else None
+        if value is None:
+            value = super().__getitem__(key)
+        self.consumed.add(path)
+        return value
+
+    def _read_as_tensor(self, key: str) -> Any:
+        """A dataset as a tensor over the bytes read, or None where that does not apply.
+
+        Keras' store returns a new numpy array per dataset, which TensorFlow
+        copies again when it is assigned (``convert_to_eager_tensor`` copies
+        every ndarray). In a deferred rebuild the dataset is read into a
+        buffer aligned as TensorFlow requires and handed over through
+        DLPack, so the tensor is the buffer. Once nothing refers to that
+        tensor any more (the values were compared and dropped), the next
+        dataset reuses the buffer: no fresh memory to fault in per dataset.
+        A layer whose ``load_own_variables`` needs numpy arrays fails here,
+        and the ordinary rebuild takes over.
+        """
+        dataset = saving_lib.safe_get_h5_dataset(self._h5_entry_group, key)  # Keras' guards
+        if "dtype" in dataset.attrs or dataset.dtype.kind not in "biuf" or dataset.size == 0:
+            return None  # bfloat16 marker, strings, empty: Keras' own path
+        import tensorflow as tf
+
+        needed = dataset.nbytes + _TF_ALIGNMENT
+        in_use = self._lent is not None and self._lent() is not None  # a tensor still holds it
+        if self._scratch is None or self._scratch.nbytes < needed or in_use:
+            self._scratch = np.empty(needed, dtype=np.uint8)
+        offset = -self._scratch.ctypes.data % _TF_ALIGNMENT
+        raw = self._scratch[offset : offset + dataset.nbytes]
+        array = raw.view(dataset.dtype).reshape(dataset.shape)
+        dataset.read_direct(array)
+        tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        self._lent = weakref.ref(array)  # dies when TensorFlow releases the tensor
+        return tensor
+
+    def datasets(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Every dataset in the file: ``{path: (shape, dtype)}``."""
+        found: dict[str, tuple[tuple[int, ...], str]] = {}
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                found[name] = (tuple(obj.shape), str(obj.dtype))
+
+        self.h5_file.visititems(visit)
+        return found
+
+
+def weight_path_renames(model: Any, old_names: dict[type, str]) -> dict[str, str]:
+    """Weight path prefixes under current class names -> under ``old_names``.
+
+    Keras (``saving_lib._save_container_state``) stores each object a model
+    keeps in a list, tuple or dict under ``to_snake_case(class name)``,
+    numbered per name within the container, and everything below it under
+    that path. This walks the model in Keras' own order
+    (``saving_lib._walk_saveable``) naming each container item twice, with
+    the current and with the old class names, and returns the prefixes that
+    differ; longer prefixes are nested renames and win when translating.
+    """
+    renames: dict[str, str] = {}
+    visited: set[int] = set()
+
+    def join(parent: str, name: str) -> str:
+        return f"{parent}/{name}" if parent else name
+
+    def visit(obj: Any, new: str, old: str) -> None:
+        if id(obj) in visited:
+            return
+        visited.add(id(obj))
+        for attr, child in saving_lib._walk_saveable(obj):
+            if isinstance(child, KerasSaveable):
+                visit(child, join(new, attr), join(old, attr))
+            elif isinstance(child, (list, dict, tuple)):
+                visit_container(child, join(new, attr), join(old, attr), set())
+
+    def visit_container(container: Any, new: str, old: str, seen: set[int]) -> None:
+        if id(container) in seen:
+            return
+        seen.add(id(container))
+        used_new: dict[str, int] = {}
+        used_old: dict[str, int] = {}
+        items = list(container.values()) if isinstance(container, dict) else container
+        for item in items:
+            if isinstance(item, KerasSaveable):
+                cls = type(item)
+                new_name = saving_lib._get_unique_name(snake_case(cls.__name__), used_new)
+                old_name = saving_lib._get_unique_name(
+                    snake_case(old_names.get(cls, cls.__name__)), used_old
+                )
+                if new_name != old_name:
+                    renames[join(new, new_name)] = join(old, old_name)
+                visit(item, join(new, new_name), join(old, old_name))
+            elif isinstance(item, (list, dict, tuple)):
+                new_name = saving_lib._get_unique_name("container", used_new)
+                old_name = saving_lib._get_unique_name("container", used_old)
+                visit_container(item, join(new, new_name), join(old, old_name), seen)
+
+    visit(model, "", "")
+    return renames
+
+
+_TF_ALIGNMENT = 64  # EIGEN_MAX_ALIGN_BYTES; TensorFlow aborts on less aligned buffers
+
+
+@contextmanager
+def _loading_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def load_state(
+    model: Any, store: RecordingH5Store, assets_dir: Path | None
+) -> tuple[list[str], list[str]]:
+    """Load variables (and assets) into ``model``.
+
+    Returns ``(errors, warnings)``: one line per object Keras failed to load
+    and the text of every warning Keras raised while loading (Keras reports
+    skipped optimizer state and unloaded nested layers only as warnings).
+    """
+    asset_store = (
+        saving_lib.DiskIOStore(str(assets_dir), mode="r") if assets_dir is not None else None
+    )
+    failed: set[int] = set()
+    error_msgs: dict[int, tuple[Any, BaseException]] = {}
+    cache_attr_skipsets()
+    scope = deferred_scope()
+    with _loading_warnings() as caught, scope if scope is not None else nullcontext():
+        saving_lib._load_state(
+            model,
+            weights_store=store,
+            assets_store=asset_store,
+            inner_path="",
+            visited_saveables=set(),
+            failed_saveables=failed,
+            error_msgs=error_msgs,
+        )
+    errors = [
+        f"{getattr(obj, 'name', type(obj).__name__)} ({type(obj).__name__}): {exc}"
+        for obj, exc in error_msgs.values()
+    ]
+    return errors, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def load_legacy_h5(handle: h5py.File, custom_objects: dict[str, Any], compile: bool) -> Any:
+    """Load a legacy ``.h5`` model from an already open (and checked) file.
+
+    ``keras.models.load_model`` takes a path and opens it again, so a file
+    replaced after the checks would be loaded unchecked; Keras' legacy loader
+    accepts the open ``h5py.File`` itself.
+    """
+    from keras.src.legacy.saving import legacy_h5_format
+
+    return legacy_h5_format.load_model_from_hdf5(
+        handle, custom_objects=custom_objects, compile=compile, safe_mode=True
+    )

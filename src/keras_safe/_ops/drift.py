@@ -1,0 +1,93 @@
+"""What changed between the environment a file was saved in and this one.
+
+Environment drift (Keras, backend, TensorFlow versions) and per-object
+drift (module moved, ``__init__`` signature changed, source changed,
+distribution version changed) are reported together, as one
+:class:`~keras_safe.CompatibilityWarning` or :class:`~keras_safe.CompatibilityError`
+according to ``on_mismatch``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from keras_safe._config.describe import distribution_of, kind_of
+from keras_safe._config.registry import registry
+from keras_safe._format.manifest import Manifest, describe_object
+from keras_safe.errors import CompatibilityError, CompatibilityWarning
+
+__all__ = ["ON_MISMATCH", "find_drift", "report_drift"]
+
+ON_MISMATCH = ("warn", "error", "ignore")
+
+_ENVIRONMENT_KEYS = (("keras", "Keras"), ("backend", "Keras backend"), ("tensorflow", "TensorFlow"))
+
+
+def find_drift(
+    manifest: Manifest, current: Mapping[str, str | None], objects: Mapping[str, Any]
+) -> list[str]:
+    """One line per difference; ``objects`` maps manifest keys to live objects."""
+    lines: list[str] = []
+    for key, label in _ENVIRONMENT_KEYS:
+        saved, now = manifest.environment.get(key), current.get(key)
+        if saved and now and saved != now:
+            lines.append(f"{label} {saved} when saved, {now} now")
+    for record in manifest.objects:
+        obj = objects.get(record.key)
+        if obj is None:
+            continue
+        live = describe_object(record.key, obj, kind_of(obj), distribution_of(obj.__module__))
+        what = record.key
+        if (
+            record.module
+            and live.module
+            and (record.module, record.qualname)
+            != (
+                live.module,
+                live.qualname,
+            )
+        ):
+            lines.append(
+                f"{what}: was {record.module}.{record.qualname}, now {live.module}.{live.qualname}"
+            )
+        if record.signature and live.signature and record.signature != live.signature:
+            lines.append(f"{what}: signature was {record.signature}, now {live.signature}")
+        elif (
+            record.source_sha256
+            and live.source_sha256
+            and record.source_sha256 != live.source_sha256
+        ):
+            lines.append(f"{what}: source code changed since the file was saved")
+        current_key = registry.canonical_key(record.key)
+        if current_key is not None and current_key != record.key:
+            lines.append(f"{what}: saved under this key, now an alias of {current_key}")
+        if live.config_version > record.config_version:
+            lines.append(
+                f"{what}: config v{record.config_version} when saved, v{live.config_version} "
+                f"now (translated by {live.qualname}.upgrade_config)"
+            )
+        if record.version and live.version and record.version != live.version:
+            lines.append(
+                f"{what}: distribution {record.distribution} {record.version} when saved, "
+                f"{live.version} now"
+            )
+    return lines
+
+
+def report_drift(lines: list[str], on_mismatch: str, path: object) -> None:
+    """Warn, raise or stay quiet about ``lines``, per ``on_mismatch``."""
+    if not lines or on_mismatch == "ignore":
+        return
+    body = "\n".join(f"  - {line}" for line in lines)
+    message = (
+        f"{path} was saved in a different environment:\n{body}\n"
+        "keras_safe rebuilds the model with the code of this process, so if these changes "
+        "alter behaviour its outputs will differ from the original's. Pass "
+        "on_mismatch='ignore' to accept such files silently, or on_mismatch='error' to "
+        "refuse them."
+    )
+    if on_mismatch == "error":
+        raise CompatibilityError(message)
+    warnings.warn(message, CompatibilityWarning, stacklevel=3)

@@ -1,0 +1,352 @@
+"""``load``, ``inspect`` and ``verify``: every check before Keras parses a byte.
+
+``load_archive`` reads top to bottom as the order of the checks (the
+archive's names, sizes and layout were checked when it was opened): pins
+(expected digest, signature), the member list against the manifest, the
+config's digest, the JSON guards, the reference allowlist, drift, and only
+then Keras rebuilding the model within a memory budget, while the weights
+are hashed on another core; the weights are read only after their digest
+matched and their HDF5 metadata passed the checks of ``h5guard``, and the
+model is returned only if every weight in the file went into it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from keras_safe import _keras
+from keras_safe._config import migration
+from keras_safe._format.integrity import (
+    Hasher,
+    check_digest,
+    check_member_list,
+    check_pins,
+    parse_json,
+    read_manifest,
+)
+from keras_safe._format.limits import ArchiveLimits, resolve_limits
+from keras_safe._format.manifest import Manifest, environment
+from keras_safe._format.reader import ASSETS_DIR, CONFIG, WEIGHTS, ArchiveReader
+from keras_safe._guard import containment
+from keras_safe._guard.allowlist import Resolved, Resolver, resolve_all
+from keras_safe._guard.hdf5_bounds import DatasetChecker, scan_weights
+from keras_safe._ops import foreign
+from keras_safe._ops.drift import find_drift, report_drift
+from keras_safe._ops.options import LoadOptions, as_path, existing_path, sniff
+from keras_safe.errors import (
+    CompatibilityError,
+    IntegrityError,
+    KerasSafeError,
+    UnsafeModelError,
+    _UsageError,
+)
+
+__all__ = ["VerifyReport", "inspect", "load", "verify"]
+
+_BENIGN_WARNINGS = ("the saved optimizer has 0 variables",)
+
+
+def load(
+    filepath: str | os.PathLike[str],
+    *,
+    custom_objects: Mapping[str, Any] | None = None,
+    compile: bool = True,
+    allow_imports: tuple[str, ...] | list[str] | str = (),
+    on_mismatch: str = "warn",
+    expected_digest: str | None = None,
+    verify_key: bytes | None = None,
+    limits: ArchiveLimits | None = None,
+) -> Any:
+    """Load a model saved by :func:`keras_safe.save` (or a plain ``.keras`` / ``.h5``).
+
+    Every check runs before Keras parses anything: member digests, the
+    reference allowlist (Keras built-ins of model kinds, the registry,
+    ``custom_objects``, modules under ``allow_imports``), missing objects
+    (all listed at once), and drift since saving. The model is returned only
+    if every weight in the file went into it.
+
+    Args:
+        filepath: A ``.keras`` archive or legacy ``.h5`` file.
+        custom_objects: Extra objects, keyed by class name or registered key.
+        compile: Restore the training configuration and optimizer state.
+        allow_imports: Package prefixes whose modules may be imported to find
+            custom objects (``("my_project",)``); nothing else is imported.
+        on_mismatch: ``"warn"``, ``"error"`` or ``"ignore"`` changes of
+            versions, modules, signatures or sources since saving.
+        expected_digest: Refuse the file unless its content digest is this.
+        verify_key: Refuse the file unless it is signed with this key.
+        limits: Bounds on sizes, counts and nesting checked before anything
+            is read (:class:`~keras_safe.ArchiveLimits`; None for the defaults).
+
+    Raises:
+        IntegrityError: digests, sizes or signature do not match (corruption,
+            truncation, tampering).
+        UnsafeModelError: the file refers to something not allowed to run.
+        MissingObjectsError: custom objects are not available; lists all.
+        CompatibilityError: the code changed so the saved config or weights no
+            longer fit (or drift with ``on_mismatch="error"``).
+
+    Example:
+        >>> model = keras_safe.load("model.keras", allow_imports=("my_project",))
+    """
+    options = LoadOptions.make(
+        custom_objects, compile, allow_imports, on_mismatch, expected_digest, verify_key, limits
+    )
+    path = existing_path(filepath)
+    with containment.contained_failures(path):
+        if sniff(path) == "hdf5":
+            return foreign.load_h5(path, options)
+        with ArchiveReader(path, options.limits) as reader:
+            return load_archive(reader, options)
+
+
+def inspect(filepath: str | os.PathLike[str], *, limits: ArchiveLimits | None = None) -> Manifest:
+    """The :class:`~keras_safe.Manifest` of a file, without building the model.
+
+    Neither the model nor its weights are read. For a file without a
+    manifest (saved by plain Keras), one is derived from its config
+    (``written_by == "keras"``, no digests). ``aliases`` maps each saved key
+    that this process resolves through an alias (a renamed class) to the
+    key it resolves to now.
+
+    Args:
+        filepath: A ``.keras`` archive or legacy ``.h5`` file.
+        limits: Bounds checked before anything is read, as for :func:`load`.
+
+    Example:
+        >>> keras_safe.inspect("model.keras").objects[0].key
+        'my_project>CustomAttention'
+    """
+    checked = resolve_limits(limits)
+    path = existing_path(filepath)
+    with containment.contained_failures(path):
+        if sniff(path) == "hdf5":
+            return migration.with_aliases(foreign.inspect_h5(path, checked))
+        with ArchiveReader(path, checked) as reader:
+            manifest = read_manifest(reader)
+            if manifest is None:
+                config = parse_json(reader.read(CONFIG), CONFIG, path, checked)
+                manifest = foreign.derive_manifest(reader, config)
+            return migration.with_aliases(manifest)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of :func:`verify`.
+
+    Attributes:
+        ok: True when every check passed (also the report's truth value).
+        problems: Why not, one paragraph per problem.
+        warnings: Compatibility warnings raised while loading.
+        error: The keras_safe error behind ``problems``, if any.
+    """
+
+    path: Path
+    ok: bool
+    manifest: Manifest | None
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    error: KerasSafeError | None = field(default=None, compare=False)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def verify(filepath: str | os.PathLike[str], **load_kwargs: Any) -> VerifyReport:
+    """Run every load-time check on a file; return a report instead of a model.
+
+    Takes :func:`load`'s keyword arguments. keras_safe errors become
+    ``ok=False`` with their message in ``problems``; invalid arguments raise.
+
+    Example:
+        >>> report = keras_safe.verify("model.keras", allow_imports=("my_project",))
+        >>> report.ok
+        True
+    """
+    path = as_path(filepath)
+    manifest: Manifest | None = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            manifest = inspect(path, limits=load_kwargs.get("limits"))
+            load(path, **load_kwargs)
+        except _UsageError:
+            raise
+        except KerasSafeError as exc:
+            noted = tuple(str(w.message) for w in caught)
+            return VerifyReport(path, False, manifest, (str(exc),), noted, exc)
+    noted = tuple(str(w.message) for w in caught if issubclass(w.category, UserWarning))
+    return VerifyReport(path, True, manifest, (), noted)
+
+
+# -- references ---------------------------------------------------------------------
+
+
+# -- loading ------------------------------------------------------------------------
+
+
+def load_archive(reader: ArchiveReader, options: LoadOptions, *, own_file: bool = False) -> Any:
+    """Every check, then the model; see the module docstring for the order.
+
+    ``own_file``: the archive was just written by this process
+    (``save(verify=True)``), so its weights need no guarding before they are
+    parsed: their digests are checked once loaded, the hashing overlapping
+    the loading instead of delaying it. Every digest is still checked.
+    """
+    path = reader.path
+    manifest = read_manifest(reader)
+    check_pins(manifest, options, path)
+    config_bytes = reader.read(CONFIG)
+    hasher: Hasher | None = None
+    if manifest is not None:
+        check_member_list(manifest, reader)
+        check_digest(reader, manifest, CONFIG, _sha256(config_bytes))
+        hasher = Hasher(reader, [n for n in manifest.members if n != CONFIG])
+        hasher.start()
+    try:
+        config = parse_json(config_bytes, CONFIG, path, reader.limits)
+        resolver = Resolver(options.custom_objects, options.allow_imports)
+        resolved = resolve_all([config], resolver, manifest, path)
+        if manifest is not None:
+            live = {r.reference.key: r.obj for r in resolved if r.source == "registry"}
+            report_drift(find_drift(manifest, environment(), live), options.on_mismatch, path)
+        if not options.compile:
+            config = {**config, "compile_config": None}
+        weights_bytes = reader.size(WEIGHTS) if reader.has(WEIGHTS) else 0
+        model = build_model(config, resolver.keras_custom_objects(), path, weights_bytes)
+        if hasher is not None and not own_file:
+            hasher.check(manifest)  # type: ignore[arg-type]
+            hasher = None
+        load_weights(model, reader, options, resolved)
+        if hasher is not None:
+            hasher.check(manifest)  # type: ignore[arg-type]
+            hasher = None
+    finally:
+        if hasher is not None:
+            hasher.join()
+    return model
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def build_model(
+    config: dict[str, Any],
+    custom_objects: dict[str, Any],
+    path: Path,
+    weights_bytes: int | None = None,
+) -> Any:
+    """Let Keras build the (already checked) config; its failures become ours.
+
+    With ``weights_bytes`` (the size of the weights the model will be loaded
+    from), Keras may allocate variables for at most four times that
+    (optimizer slots included): a config asking for ``Dense(units=10**9)``
+    is refused before the memory is taken.
+    """
+    budget = containment.variable_budget(weights_bytes)
+    try:
+        with warnings.catch_warnings(), _keras.variable_budget(budget) as exceeded:
+            warnings.filterwarnings("ignore", message=".*build\\(\\)` was called on layer")
+            model = _keras.deserialize_model(config, custom_objects)
+    except KerasSafeError:
+        raise
+    except Exception as exc:
+        if exceeded:
+            raise containment.too_large(path, exceeded) from None
+        raise CompatibilityError(
+            f"Keras could not rebuild the model in {path} from its config: "
+            f"{type(exc).__name__}: {_first_lines(exc)}\nFix: the code of a custom class "
+            "probably changed since saving; add a migration (config_version / "
+            "upgrade_config) or restore the old signature."
+        ) from exc
+    if exceeded:
+        raise containment.too_large(path, exceeded)
+    if not isinstance(model, keras.Model):
+        raise UnsafeModelError(
+            f"{path} holds a {type(model).__name__}, not a model; refusing to return it."
+        )
+    return model
+
+
+def _first_lines(exc: BaseException, limit: int = 800) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_weights(
+    model: Any, reader: ArchiveReader, options: LoadOptions, resolved: Sequence[Resolved] = ()
+) -> None:
+    """Load every variable; fail unless each weight in the file went somewhere.
+
+    ``resolved`` (the config's references) tells which classes were renamed
+    since saving, so their weights are found under the old names.
+    """
+    if not reader.has(WEIGHTS):
+        other = next((n for n in reader.members if n.startswith("model.weights")), None)
+        raise CompatibilityError(
+            f"{reader.path} has no {WEIGHTS}"
+            + (f" (it has {other}, a format keras_safe does not read)" if other else "")
+            + "; keras_safe loads archives whose weights are in HDF5, as Keras writes them."
+        )
+    with tempfile.TemporaryDirectory(prefix="keras-safe-assets-") as scratch:
+        assets_dir = _extract_assets(reader, Path(scratch))
+        try:
+            store = _keras.RecordingH5Store(reader.window(WEIGHTS))
+        except OSError as exc:
+            raise IntegrityError(f"{WEIGHTS} in {reader.path} is not valid HDF5: {exc}") from exc
+        try:
+            where = f"{WEIGHTS} in {reader.path}"
+            scan_weights(store.h5_file, where, reader.limits, reader.size(WEIGHTS))
+            migration.map_renamed_layers(model, store, resolved)
+            store.check = DatasetChecker(_keras.model_variables(model, options.compile), where)
+            errors, warned = _keras.load_state(model, store, assets_dir)
+            if store.check.refusals:
+                raise UnsafeModelError("\n".join(dict.fromkeys(store.check.refusals)))
+            datasets = store.datasets()
+        finally:
+            store.close()
+    has_optimizer = options.compile and getattr(model, "optimizer", None) is not None
+    unread = [
+        name
+        for name in sorted(set(datasets) - store.consumed)
+        if has_optimizer or not name.startswith("optimizer/")
+    ]
+    problems = errors + [w for w in warned if not any(b in w for b in _BENIGN_WARNINGS)]
+    problems += [f"weight {name} in the file was not loaded into any variable" for name in unread]
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems[:50])
+        raise CompatibilityError(
+            f"Not every weight in {reader.path} could be loaded into the rebuilt model, so it "
+            f"is not returned:\n{lines}\nFix: a layer's build() must create all its weights "
+            "(including those of its sublayers); a renamed class needs "
+            "register(aliases=('old_package>OldName',)) so its weights are found."
+        )
+
+
+def _extract_assets(reader: ArchiveReader, scratch: Path) -> Path | None:
+    names = [n for n in reader.members if n.startswith(ASSETS_DIR) and not n.endswith("/")]
+    if not names:
+        return None
+    root = scratch / "assets"
+    root.mkdir()
+    for name in names:
+        target = scratch / name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(reader.read_all(name))
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+            raise UnsafeModelError(
+                f"Member {name!r} of {reader.path} clashes with another asset ({exc.strerror}); "
+                "an asset cannot be both a file and a folder."
+            ) from None
+    return root

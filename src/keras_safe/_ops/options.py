@@ -1,0 +1,101 @@
+"""The validated arguments of ``load``, ``inspect`` and ``verify``, checked before any read."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keras_safe._format.limits import ArchiveLimits, resolve_limits
+from keras_safe._guard.allowlist import normalize_prefixes
+from keras_safe._ops.drift import ON_MISMATCH
+from keras_safe.errors import _UsageError
+
+__all__ = ["LoadOptions", "as_path", "existing_path", "sniff"]
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """The validated keyword arguments of :func:`load`."""
+
+    custom_objects: Mapping[str, Any]
+    compile: bool
+    allow_imports: tuple[str, ...]
+    on_mismatch: str
+    expected_digest: str | None
+    verify_key: bytes | None
+    limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+
+    @classmethod
+    def make(
+        cls,
+        custom_objects: Mapping[str, Any] | None = None,
+        compile: bool = True,
+        allow_imports: Any = (),
+        on_mismatch: str = "warn",
+        expected_digest: str | None = None,
+        verify_key: bytes | None = None,
+        limits: ArchiveLimits | None = None,
+    ) -> LoadOptions:
+        if on_mismatch not in ON_MISMATCH:
+            raise _UsageError(
+                f"on_mismatch must be one of {', '.join(map(repr, ON_MISMATCH))}, "
+                f"got {on_mismatch!r}."
+            )
+        objects = dict(custom_objects or {})
+        if not all(isinstance(key, str) for key in objects):
+            raise _UsageError("custom_objects keys must be strings (class names or keys).")
+        digest = None
+        if expected_digest is not None:
+            digest = str(expected_digest).lower().removeprefix("sha256:")
+            if not _HEX64.match(digest):
+                raise _UsageError(
+                    f"expected_digest must be 64 hex digits (a SHA-256), got {expected_digest!r}."
+                )
+        try:
+            prefixes = normalize_prefixes(allow_imports)
+        except ValueError as exc:
+            raise _UsageError(str(exc)) from None
+        return cls(
+            objects,
+            bool(compile),
+            prefixes,
+            on_mismatch,
+            digest,
+            verify_key,
+            resolve_limits(limits),
+        )
+
+
+def as_path(value: Any, argument: str = "filepath") -> Path:
+    """``value`` as a Path; anything else is a usage error naming the argument."""
+    try:
+        return Path(os.fspath(value))
+    except TypeError:
+        raise _UsageError(
+            f"{argument} must be a str or os.PathLike, got {type(value).__name__}."
+        ) from None
+
+
+def existing_path(filepath: Any) -> Path:
+    """``filepath`` as a Path to an existing regular file."""
+    path = as_path(filepath)
+    if not path.exists():
+        raise _UsageError(f"No such file: {path}")
+    if not path.is_file():
+        raise _UsageError(f"{path} is not a file (a .keras model is a single zip file).")
+    return path
+
+
+def sniff(path: Path) -> str:
+    """``"zip"`` or ``"hdf5"`` by the file's first bytes, whatever its name."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"
+    return "zip"  # ArchiveReader explains anything that is not a zip either

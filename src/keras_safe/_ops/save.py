@@ -1,0 +1,318 @@
+"""``save``, ``load``, ``inspect`` and ``verify``: the orchestration.
+
+Each step's details live one hop away: the archive in ``archive``, the
+reference allowlist in ``policy``, the manifest in ``manifest``, drift in
+``drift``, comparisons in ``compare``, Keras internals in ``_keras``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from keras_safe import _keras
+from keras_safe._config.codec import registered_key
+from keras_safe._config.describe import distribution_of, kind_of
+from keras_safe._config.registry import registry
+from keras_safe._format.manifest import (
+    FORMAT_VERSION,
+    Manifest,
+    MemberRecord,
+    ModelSummary,
+    ObjectRecord,
+    content_digest,
+    describe_object,
+    environment,
+)
+from keras_safe._format.reader import CONFIG, METADATA, WEIGHTS
+from keras_safe._format.writer import AtomicArchiveWriter
+from keras_safe._guard.allowlist import Reference, Resolver, iter_references
+from keras_safe._ops.compare import config_differences
+from keras_safe._ops.options import as_path
+from keras_safe._ops.rebuild import verify_written
+from keras_safe.errors import (
+    KerasSafeError,
+    SerializationError,
+    UnsafeModelError,
+    _FileExistsError,
+    _UsageError,
+    _WriteError,
+)
+
+__all__ = ["save"]
+
+
+def save(
+    model: Any,
+    filepath: str | os.PathLike[str],
+    *,
+    overwrite: bool = True,
+    verify: bool = True,
+    sample_input: Any = None,
+    signing_key: bytes | None = None,
+) -> Manifest:
+    """Save ``model`` as a ``.keras`` archive with an embedded manifest.
+
+    The file is an ordinary Keras 3 archive (``keras.models.load_model``
+    reads it) whose ``metadata.json`` also records the custom objects the
+    model needs, the versions it was saved with and a SHA-256 of every
+    member. Models that could not load back are refused before anything is
+    written, listing every problem; the write is atomic; and with
+    ``verify=True`` the written bytes are loaded back (registry only, as a
+    fresh process would) and compared with ``model`` before the file is
+    moved into place.
+
+    Args:
+        model: The ``keras.Model`` to save.
+        filepath: Target path; must end in ``.keras``.
+        overwrite: Replace an existing file (atomically). With False an
+            existing file raises an error that is a ``FileExistsError``.
+        verify: Rebuild from the written bytes and compare configs, every
+            weight bit for bit and optimizer state before committing.
+        sample_input: Also compare the outputs of both models on this input.
+        signing_key: Bytes for an HMAC-SHA256 of the manifest, checked by
+            ``load(..., verify_key=...)``.
+
+    Returns:
+        The :class:`~keras_safe.Manifest` written; ``manifest.digest`` pins the file.
+
+    Raises:
+        SerializationError: the model uses unregistered classes or functions,
+            Lambda layers, or objects whose config does not round-trip.
+        VerificationError: the reloaded model differs; the old file stays.
+
+    Example:
+        >>> manifest = keras_safe.save(model, "model.keras")
+        >>> manifest.digest
+        '5f0c...'
+    """
+    target = _target_for_save(filepath)
+    if not isinstance(model, keras.Model):
+        raise _UsageError(
+            f"keras_safe.save expects a keras.Model, got {type(model).__name__}. To save a "
+            "single layer, wrap it: keras.Sequential([keras.Input(shape), layer])."
+        )
+    if not overwrite and target.exists():
+        raise _FileExistsError(
+            f"{target} already exists and overwrite=False; nothing was written. Pass "
+            "overwrite=True to replace it, or choose another path."
+        )
+    config = _serialize(model)
+    records = _preflight(config)
+    _build_optimizer(model)
+    try:
+        writer = AtomicArchiveWriter(target, overwrite=overwrite)
+    except OSError as exc:
+        raise _WriteError(exc.errno, f"Cannot write next to {target}: {exc.strerror}") from exc
+    try:
+        zf = writer.zipfile
+        zf.writestr(CONFIG, json.dumps(config))
+        _keras.write_state(model, zf.open_in_place(WEIGHTS), zf, "assets")
+        members = {name: MemberRecord(sha, size) for name, (sha, size) in writer.digests.items()}
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            environment=environment(),
+            saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            model=_summary(model, config),
+            objects=records,
+            members=members,
+            digest=content_digest(members),
+        )
+        if signing_key is not None:
+            manifest = manifest.signed(signing_key)
+        zf.writestr(METADATA, json.dumps(_metadata(manifest)))
+        writer.finish()
+        if verify:
+            verify_written(model, config, writer.temp_path, sample_input)
+        writer.commit()
+    except KerasSafeError:
+        writer.abort()
+        raise
+    except OSError as exc:
+        writer.abort()
+        raise _WriteError(
+            exc.errno,
+            f"Could not write {target}: {exc.strerror or exc}. The file that was there (if "
+            "any) is unchanged and no temporary file was left behind.",
+        ) from exc
+    except BaseException:
+        writer.abort()
+        raise
+    return manifest
+
+
+# -- save's steps -----------------------------------------------------------------
+
+
+def _target_for_save(filepath: Any) -> Path:
+    path = as_path(filepath)
+    if path.suffix != ".keras":
+        raise _UsageError(
+            f"Cannot save to {str(path)!r}: keras_safe writes the Keras 3 archive format, whose "
+            "files end in '.keras'. Use keras_safe.save(model, "
+            f"{str(path.with_suffix('.keras'))!r})."
+        )
+    if path.is_dir():
+        raise _UsageError(f"Cannot save to {path}: it is a directory.")
+    if not path.parent.is_dir():
+        raise _UsageError(f"Cannot save to {path}: directory {path.parent} does not exist.")
+    return path
+
+
+def _serialize(model: Any) -> dict[str, Any]:
+    try:
+        return _keras.serialize_model(model)
+    except Exception as exc:
+        problems = _layer_config_problems(model) or [f"{type(exc).__name__}: {exc}"]
+        raise SerializationError(_problem_list(model, problems)) from exc
+
+
+def _preflight(config: dict[str, Any]) -> tuple[ObjectRecord, ...]:
+    """Every reference must resolve the way a fresh process would resolve it."""
+    resolver = Resolver()
+    problems: list[str] = []
+    records: dict[str, ObjectRecord] = {}
+    for ref in iter_references(config):
+        try:
+            resolved = resolver.resolve(ref)
+        except UnsafeModelError as exc:
+            problems.append(str(exc))
+            continue
+        if resolved is None:
+            problems.append(_unregistered_message(ref))
+            continue
+        if resolved.source != "registry":
+            continue
+        key = registry.key_of(resolved.obj) or ref.key
+        if key not in records:
+            obj = resolved.obj
+            records[key] = describe_object(
+                key, obj, kind_of(obj), distribution_of(getattr(obj, "__module__", "") or "")
+            )
+            if ref.kind == "class" and ref.config is not None:
+                problems.extend(_round_trip_problems(ref, obj))
+    if problems:
+        raise SerializationError(_problem_list(None, problems))
+    return tuple(records.values())
+
+
+def _problem_list(model: Any, problems: list[str]) -> str:
+    name = f" {model.name!r}" if model is not None else ""
+    lines = "\n".join(f"  - {p}" for p in dict.fromkeys(problems))
+    return (
+        f"The model{name} cannot be saved so that it loads back; nothing was written. "
+        f"{len(problems)} problem(s):\n{lines}"
+    )
+
+
+def _summary(model: Any, config: dict[str, Any]) -> ModelSummary:
+    optimizer = getattr(model, "optimizer", None)
+    return ModelSummary(
+        class_name=config.get("class_name"),
+        name=model.name,
+        layers=_keras.count_layers(model),
+        trainable_params=_count_values(model.trainable_weights),
+        non_trainable_params=_count_values(model.non_trainable_weights),
+        optimizer_params=_count_values(optimizer.variables) if optimizer else None,
+    )
+
+
+def _metadata(manifest: Manifest) -> dict[str, Any]:
+    # Keras' own two keys first, so the file reads like any Keras archive.
+    return {
+        "keras_version": keras.__version__,
+        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+        "keras_safe": manifest.to_json(),
+    }
+
+
+def _unregistered_message(ref: Reference) -> str:
+    """Why saving refuses an unresolvable reference, and the fix."""
+    module = ref.module if ref.module not in (None, "builtins") else None
+    in_script = module in (None, "__main__")
+    package = "your_project" if in_script else str(module).split(".")[0]
+    fix = f"Fix: decorate it with @keras_safe.register(package={package!r})"
+    if in_script:
+        fix += (
+            "; to load the file in another process, define it in an importable module "
+            "rather than a script or notebook"
+        )
+    if ref.kind == "function":
+        origin = "" if in_script else f" (module {module})"
+        return (
+            f"{ref.where}: function {ref.name!r}{origin} is not registered, so a fresh "
+            f"process cannot find it. {fix}."
+        )
+    name = ref.name if in_script else f"{module}.{ref.name}"
+    return (
+        f"{ref.where}: class {name} is not registered, so a fresh process cannot find it. "
+        f"{fix} (and subclass keras_safe.SerializableLayer / Serializable if it has no "
+        "get_config)."
+    )
+
+
+def _layer_config_problems(model: Any) -> list[str]:
+    """One line per layer whose config cannot be produced, found layer by layer."""
+    problems = []
+    for layer in [model, *_keras.all_layers(model)]:
+        try:
+            keras.saving.serialize_keras_object(layer)
+        except Exception as exc:  # a layer's own get_config may raise anything
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            fix = (
+                "subclass keras_safe.SerializableLayer (its config comes from __init__), or "
+                "write get_config() returning every constructor argument"
+            )
+            if isinstance(exc, NotImplementedError) and registered_key(type(layer)) is None:
+                fix += " and register it with @keras_safe.register"
+            problems.append(f"{layer.name} ({type(layer).__name__}): {first} Fix: {fix}.")
+    return problems
+
+
+def _round_trip_problems(ref: Reference, cls: Any) -> list[str]:
+    """Check that a custom object's config rebuilds an object with the same config."""
+    if not (isinstance(cls, type) and hasattr(cls, "from_config")):
+        return []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rebuilt = cls.from_config(copy.deepcopy(ref.config))
+            again = keras.saving.serialize_keras_object(rebuilt)
+    except Exception as exc:  # user code: anything can fail
+        return [
+            f"{ref.where}: {cls.__qualname__}.from_config(get_config()) fails: "
+            f"{type(exc).__name__}: {exc}"
+        ]
+    inner = again.get("config") if isinstance(again, dict) else None
+    return [
+        f"{line} ({cls.__name__}'s config does not round-trip)"
+        for line in config_differences(
+            json.loads(json.dumps(ref.config)), json.loads(json.dumps(inner)), ref.where
+        )
+    ]
+
+
+def _count_values(variables: Any) -> int:
+    return sum(math.prod(v.shape) for v in variables)
+
+
+def _build_optimizer(model: Any) -> None:
+    """Give a compiled, never-trained model's optimizer its variables before saving.
+
+    Keras rebuilds a compiled model's optimizer with all its slots on load
+    (``compile_from_config``) and then refuses to load a file whose optimizer
+    was saved with only its step counter ("Skipping variable loading for
+    optimizer"). Building it now (what the first training step would do)
+    makes the file hold the same state the loader expects.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and model.built and not getattr(optimizer, "built", True):
+        optimizer.build(model.trainable_variables)
