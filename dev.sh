@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# Set up a virtualenv in .venv (from pyproject.toml) and run one task in it.
+# Set up virtualenvs from pyproject.toml and run one task.
 #
-#   ./dev.sh demo    run the main example (examples/attention.py)
-#   ./dev.sh test    lint, type-check and run the whole test suite
-#   ./dev.sh bench   run the save/load benchmark (extra arguments are passed on)
-#   ./dev.sh shell   open a shell with the virtualenv activated
+#   ./dev.sh demo           run the main example (examples/attention.py)
+#   ./dev.sh test           lint and type-check; build the wheel and sdist and check them;
+#                           install the wheel in a fresh virtualenv and run the whole
+#                           test suite there, from outside the checkout
+#   ./dev.sh test-keras     the same wheel against each older Keras release of the
+#                           supported range (.ci/keras-versions), on a subset of the suite
+#   ./dev.sh bench          run the save/load benchmark (extra arguments are passed on)
+#   ./dev.sh shell          open a shell with the development virtualenv activated
 set -euo pipefail
 cd "$(dirname "$0")"
+ROOT=$PWD
 
 PYTHON=${PYTHON:-python3}
 VENV=${KERAS_SAFE_VENV:-.venv}
+# Fresh virtualenvs for the installed-wheel runs live outside the checkout.
+SCRATCH=${KERAS_SAFE_SCRATCH:-${TMPDIR:-/tmp}/keras_safe-ci}
+# pip keeps downloaded wheels in its cache (~/.cache/pip): reused when the
+# machine keeps it, downloaded again when it does not.
+PIP=(python -m pip install --quiet --disable-pip-version-check)
 
 setup() {
     if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
@@ -20,13 +30,42 @@ setup() {
         "$PYTHON" -m venv "$VENV"
     fi
     local stamp="$VENV/.installed" want
-    want=$(cat pyproject.toml | "$VENV/bin/python" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')
+    want=$("$VENV/bin/python" -c 'import hashlib,sys; print(hashlib.sha256(open("pyproject.toml","rb").read()).hexdigest())')
     if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+        "$VENV/bin/${PIP[0]}" "${PIP[@]:1}" -e ".[dev]"
         echo "$want" > "$stamp"
     fi
-    export PATH="$PWD/$VENV/bin:$PATH"
+    export PATH="$ROOT/$VENV/bin:$PATH"
     export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+}
+
+# Build the wheel and sdist into $SCRATCH/dist and check them against the tree.
+build_dist() {
+    rm -rf "$SCRATCH/dist"
+    python -m build --sdist --wheel --outdir "$SCRATCH/dist" . > "$SCRATCH/build.log" 2>&1 \
+        || { cat "$SCRATCH/build.log"; exit 1; }
+    python tools/check_dist.py "$SCRATCH"/dist/*.whl "$SCRATCH"/dist/*.tar.gz
+}
+
+# A fresh virtualenv at $1 with the built wheel, its test extra and any further
+# requirements ("keras==3.13.2" ...); nothing of the checkout is installed.
+wheel_venv() {
+    local where=$1; shift
+    rm -rf "$where"
+    "$PYTHON" -m venv "$where"
+    local wheel
+    wheel=$(ls "$SCRATCH"/dist/*.whl)
+    "$where/bin/${PIP[0]}" "${PIP[@]:1}" "$wheel[test]" "$@"
+}
+
+# Run pytest with the virtualenv at $1 from an empty directory, so only the
+# installed package can be imported; further arguments go to pytest.
+pytest_installed() {
+    local where=$1; shift
+    local away="$SCRATCH/cwd"
+    mkdir -p "$away"
+    (cd "$away" && KERAS_SAFE_TEST_INSTALLED=1 "$where/bin/python" -m pytest \
+        -c "$ROOT/pyproject.toml" --rootdir "$ROOT" -p no:cacheprovider "$@")
 }
 
 task=${1:-}
@@ -38,9 +77,30 @@ case "$task" in
         ;;
     test)
         setup
+        mkdir -p "$SCRATCH"
         echo "== ruff check"; ruff check .
         echo "== mypy --strict src/keras_safe"; mypy --strict src/keras_safe
-        echo "== pytest"; python -m pytest -n 2 "$@"
+        echo "== build and check the wheel and sdist"; build_dist
+        echo "== install the wheel in a fresh virtualenv"; wheel_venv "$SCRATCH/venv"
+        echo "== pytest (installed wheel, run from outside the checkout)"
+        pytest_installed "$SCRATCH/venv" -n 2 "$ROOT/tests" "$@"
+        ;;
+    test-keras)
+        setup
+        mkdir -p "$SCRATCH"
+        build_dist
+        # One line per job: the keras and tensorflow requirements, then the test files.
+        mapfile -t jobs < <(grep -v '^[[:space:]]*\(#\|$\)' .ci/keras-versions)
+        for job in "${jobs[@]}"; do
+            read -r keras tf files <<<"$job"
+            echo "== $keras $tf: ${files//,/ }"
+            wheel_venv "$SCRATCH/venv-job" "$keras" "$tf"
+            "$SCRATCH/venv-job/bin/python" -c \
+                'import keras, tensorflow as tf; print("keras", keras.version(), "tensorflow", tf.__version__)'
+            read -r -a paths <<<"${files//,/ }"
+            pytest_installed "$SCRATCH/venv-job" -n 2 -q "${paths[@]/#/$ROOT/tests/}" "$@" </dev/null
+        done
+        rm -rf "$SCRATCH/venv-job"
         ;;
     bench)
         setup
@@ -51,7 +111,7 @@ case "$task" in
         exec "${SHELL:-bash}"
         ;;
     *)
-        sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
-from conftest import run_python
+from conftest import ROOT, run_python
 
 import keras_safe
 
@@ -41,3 +45,22 @@ def test_unknown_names_raise_attribute_error() -> None:
     with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
         keras_safe.nothing_here  # noqa: B018
     assert not hasattr(keras_safe, "upgrade") or callable(keras_safe.upgrade)
+
+
+INSTALLED = bool(os.environ.get("KERAS_SAFE_TEST_INSTALLED"))
+
+
+@pytest.mark.skipif(not INSTALLED, reason="run by ./dev.sh test against the installed wheel")
+def test_the_suite_runs_against_the_installed_wheel() -> None:
+    # Here and in every fresh process the tests start, keras_safe comes from
+    # the virtualenv's site-packages, never from the checkout.
+    child = run_python("import keras_safe; print(keras_safe.__file__)").stdout
+    for where in (keras_safe.__file__, child):
+        location = Path(where.strip()).resolve()
+        assert ROOT not in location.parents, location
+        assert Path(sys.prefix).resolve() in location.parents, location
+        assert "site-packages" in location.parts, location
+    installed, tree = Path(keras_safe.__file__).parent, ROOT / "src" / "keras_safe"
+    modules = [{p.relative_to(d).as_posix() for p in d.rglob("*.py")} for d in (installed, tree)]
+    assert modules[0] == modules[1]
+    assert (installed / "py.typed").is_file()

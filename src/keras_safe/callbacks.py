@@ -27,15 +27,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import Unpack
+
 from keras_safe import _keras
 from keras_safe._ops.load import load
-from keras_safe._ops.options import as_path
+from keras_safe._ops.options import LoadKwargs, SaveKwargs, as_path
 from keras_safe._ops.save import save
 from keras_safe.errors import KerasSafeError, _UsageError
 
 __all__ = ["SafeCheckpoint", "checkpoint_destination", "load_latest"]
 
-_SAVE_KWARGS = frozenset({"sample_input", "signing_key"})
+_SAVE_KWARGS = frozenset(SaveKwargs.__annotations__)
 
 
 class SafeCheckpoint(_keras.CheckpointCallback):
@@ -81,7 +83,7 @@ class SafeCheckpoint(_keras.CheckpointCallback):
         verify: bool = False,
         verbose: int = 0,
         initial_value_threshold: float | None = None,
-        **save_kwargs: Any,
+        **save_kwargs: Unpack[SaveKwargs],
     ) -> None:
         path = _checked_filepath(filepath)
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
@@ -196,7 +198,7 @@ def prune(written: Path, pattern: re.Pattern[str], keep: int) -> list[Path]:
     return removed
 
 
-def load_latest(directory: str | os.PathLike[str], **load_kwargs: Any) -> Any:
+def load_latest(directory: str | os.PathLike[str], **load_kwargs: Unpack[LoadKwargs]) -> Any:
     """The newest checkpoint in ``directory`` that passes every check, or None.
 
     Tries the ``.keras`` files of ``directory`` newest first (by

@@ -19,6 +19,7 @@ import inspect
 from typing import Any, ClassVar
 
 import keras
+from typing_extensions import Self, override
 
 from keras_safe import _keras
 from keras_safe._config import migration
@@ -229,7 +230,7 @@ class Serializable:
         return config
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Any:
+    def from_config(cls, config: dict[str, Any]) -> Self:
         """Rebuild an object from :meth:`get_config` output (nested objects included)."""
         if not isinstance(config, dict):
             raise CompatibilityError(
@@ -276,6 +277,7 @@ class SerializableLayer(Serializable, keras.layers.Layer):  # type: ignore[misc]
         3.0
     """
 
+    @override
     def build_from_config(self, config: dict[str, Any]) -> None:
         """Create the layer's weights when a saved model is rebuilt.
 
@@ -319,6 +321,7 @@ class SerializableModel(Serializable, keras.Model):  # type: ignore[misc]
             _keras.add_functional_base(type(self))
         super().__init__(*args, **kwargs)
 
+    @override
     def _keras_safe_base_config(self) -> dict[str, Any]:
         # A model built with inputs/outputs inside __init__ becomes Functional,
         # whose get_config describes the graph; the arguments rebuild it instead.

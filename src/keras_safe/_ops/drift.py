@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 from keras_safe._config.describe import distribution_of, kind_of
 from keras_safe._config.registry import registry
 from keras_safe._format.manifest import Manifest, describe_object
 from keras_safe.errors import CompatibilityError, CompatibilityWarning
 
-__all__ = ["ON_MISMATCH", "find_drift", "report_drift"]
+__all__ = ["ON_MISMATCH", "OnMismatch", "find_drift", "report_drift"]
 
-ON_MISMATCH = ("warn", "error", "ignore")
+OnMismatch = Literal["warn", "error", "ignore"]
+ON_MISMATCH: tuple[str, ...] = get_args(OnMismatch)
 
 _ENVIRONMENT_KEYS = (("keras", "Keras"), ("backend", "Keras backend"), ("tensorflow", "TensorFlow"))
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+from typing_extensions import Unpack
 
 from keras_safe import _keras
 from keras_safe._config import migration
@@ -40,8 +41,8 @@ from keras_safe._guard import containment
 from keras_safe._guard.allowlist import Resolved, Resolver, resolve_all
 from keras_safe._guard.hdf5_bounds import DatasetChecker, scan_weights
 from keras_safe._ops import foreign
-from keras_safe._ops.drift import find_drift, report_drift
-from keras_safe._ops.options import LoadOptions, as_path, existing_path, sniff
+from keras_safe._ops.drift import OnMismatch, find_drift, report_drift
+from keras_safe._ops.options import LoadKwargs, LoadOptions, as_path, existing_path, sniff
 from keras_safe.errors import (
     CompatibilityError,
     IntegrityError,
@@ -61,7 +62,7 @@ def load(
     custom_objects: Mapping[str, Any] | None = None,
     compile: bool = True,
     allow_imports: tuple[str, ...] | list[str] | str = (),
-    on_mismatch: str = "warn",
+    on_mismatch: OnMismatch = "warn",
     expected_digest: str | None = None,
     verify_key: bytes | None = None,
     limits: ArchiveLimits | None = None,
@@ -161,7 +162,7 @@ class VerifyReport:
         return self.ok
 
 
-def verify(filepath: str | os.PathLike[str], **load_kwargs: Any) -> VerifyReport:
+def verify(filepath: str | os.PathLike[str], **load_kwargs: Unpack[LoadKwargs]) -> VerifyReport:
     """Run every load-time check on a file; return a report instead of a model.
 
     Takes :func:`load`'s keyword arguments. keras_safe errors become

@@ -1,4 +1,4 @@
-"""The validated arguments of ``load``, ``inspect`` and ``verify``, checked before any read."""
+"""The arguments of ``load``, ``inspect`` and ``verify``: their types, validated before any read."""
 
 from __future__ import annotations
 
@@ -9,14 +9,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import TypedDict
+
 from keras_safe._format.limits import ArchiveLimits, resolve_limits
 from keras_safe._guard.allowlist import normalize_prefixes
-from keras_safe._ops.drift import ON_MISMATCH
+from keras_safe._ops.drift import ON_MISMATCH, OnMismatch
 from keras_safe.errors import _UsageError
 
-__all__ = ["LoadOptions", "as_path", "existing_path", "sniff"]
+__all__ = ["LoadKwargs", "LoadOptions", "SaveKwargs", "as_path", "existing_path", "sniff"]
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class LoadKwargs(TypedDict, total=False):
+    """The keyword arguments of :func:`keras_safe.load`.
+
+    :func:`keras_safe.verify`, :func:`keras_safe.upgrade` and
+    :func:`keras_safe.load_latest` take them too (``**load_kwargs``), so a
+    type checker and an editor know each name and type there as well.
+    """
+
+    custom_objects: Mapping[str, Any] | None
+    compile: bool
+    allow_imports: tuple[str, ...] | list[str] | str
+    on_mismatch: OnMismatch
+    expected_digest: str | None
+    verify_key: bytes | None
+    limits: ArchiveLimits | None
+
+
+class SaveKwargs(TypedDict, total=False):
+    """The keyword arguments of :func:`keras_safe.save` that ``SafeCheckpoint`` passes on."""
+
+    sample_input: Any
+    signing_key: bytes | None
 
 
 @dataclass(frozen=True)

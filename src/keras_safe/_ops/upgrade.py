@@ -26,17 +26,19 @@ import os
 from typing import Any
 
 import keras
+from typing_extensions import Unpack
 
 from keras_safe import _keras
 from keras_safe._format.manifest import Manifest
 from keras_safe._ops.load import load
+from keras_safe._ops.options import LoadKwargs
 from keras_safe._ops.save import _target_for_save, save
 
 __all__ = ["upgrade"]
 
 
 def upgrade(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], **load_kwargs: Any
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], **load_kwargs: Unpack[LoadKwargs]
 ) -> Manifest:
     """Re-save an old model file as a current, verified keras_safe archive.
 
