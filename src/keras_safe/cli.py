@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_safe import __version__
-from keras_safe._cli.terminal import WIDTH, Progress, progress_for, wrap
+from keras_safe._cli.terminal import WIDTH, Progress, escape, progress_for, wrap
 from keras_safe.errors import KerasSafeError, MissingObjectsError, _UsageError
 
 __all__ = ["EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "build_parser", "main"]
@@ -203,11 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _problem(command: str, reason: str) -> None:
-    print(wrap(f"{command}: {reason}"), file=sys.stderr)
+    print(wrap(escape(f"{command}: {reason}")), file=sys.stderr)
 
 
 def _out(text: str) -> None:
-    print(wrap(text), file=sys.stdout)
+    print(wrap(escape(text)), file=sys.stdout)
 
 
 @contextlib.contextmanager

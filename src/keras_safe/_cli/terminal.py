@@ -16,7 +16,7 @@ import textwrap
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
-__all__ = ["WIDTH", "Progress", "human_size", "progress_for", "wrap"]
+__all__ = ["WIDTH", "Progress", "escape", "human_size", "progress_for", "wrap"]
 
 WIDTH = 100
 MIB = 1 << 20
@@ -24,6 +24,33 @@ PROGRESS_MIN_BYTES = 100 * MIB
 """Files smaller than this are handled without a progress bar."""
 
 _PROGRESS_ENV = "KERAS_SAFE_PROGRESS_MIN_BYTES"
+
+
+# C0 and C1 controls (but newline), and the Unicode controls that reorder
+# or hide text on a terminal: strings from a file may carry any of them.
+_CONTROLS = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (
+        *range(0x00, 0x20),
+        *range(0x7F, 0xA0),
+        0x200E,
+        0x200F,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+    if code != 0x0A
+}
+
+
+def escape(text: str) -> str:
+    """``text`` with every control character (but newline) shown as an escape.
+
+    Everything the command line prints passes through here: class names,
+    manifest fields and messages come from files, and a raw escape sequence
+    in them would drive the terminal (move the cursor, rewrite lines, set
+    the window title).
+    """
+    return text.translate(_CONTROLS)
 
 
 def wrap(text: str, width: int = WIDTH) -> str:
@@ -79,7 +106,7 @@ class Progress:
         import keras  # only when a bar is actually drawn
 
         self.close()
-        print(f"{title}...", file=self._stream, flush=True)
+        print(escape(f"{title}..."), file=self._stream, flush=True)
         self._target = max(1, math.ceil(total / MIB))
         self._seen = 0
         self._bar = keras.utils.Progbar(self._target, unit_name="MiB")
@@ -97,7 +124,7 @@ class Progress:
     def note(self, text: str) -> None:
         """A status line (for steps whose progress cannot be measured)."""
         self.close()
-        print(text, file=self._stream, flush=True)
+        print(escape(text), file=self._stream, flush=True)
 
     def close(self) -> None:
         """Finish the current bar, if any."""

@@ -39,6 +39,16 @@ class ArchiveLimits:
         max_h5_objects: Groups, datasets and links in a weights file.
         max_h5_attribute_bytes: Size of one HDF5 attribute (legacy ``.h5``
             configs are attributes, and are also bound by ``max_json_bytes``).
+        max_layer_calls: Layer and operation calls Keras makes to rebuild the
+            model's graphs, nested models counted once per call of them
+            (each call costs about a millisecond).
+        max_rebuild_steps: Iterations of Keras' functional rebuild loop
+            (layers times passes; a file listing layers deepest-first makes
+            it quadratic).
+        max_build_bytes: Memory the config makes Keras allocate besides
+            variables, for the whole load: constants, lookup vocabularies
+            (as numpy pads them, config and assets), Normalization's
+            broadcast mean and variance.
 
     Example:
         >>> keras_safe.load("model.keras", limits=keras_safe.ArchiveLimits(max_json_bytes=1 << 20))
@@ -52,6 +62,9 @@ class ArchiveLimits:
     max_inflated_bytes: int = 1 << 30
     max_h5_objects: int = 100_000
     max_h5_attribute_bytes: int = 16 << 20
+    max_layer_calls: int = 50_000
+    max_rebuild_steps: int = 2_000_000
+    max_build_bytes: int = 256 << 20
 
     def __post_init__(self) -> None:
         for item in fields(self):

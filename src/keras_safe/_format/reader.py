@@ -28,6 +28,7 @@ from keras_safe._format.limits import ArchiveLimits
 from keras_safe._format.ziplayout import (
     LocalHeader,
     check_layout,
+    count_central_entries,
     read_end_record,
     read_local_header,
 )
@@ -131,6 +132,7 @@ class ArchiveReader:
                     f"{path} declares {end.entries} members; a model archive has a handful "
                     f"(limit {self.limits.max_members}, see ArchiveLimits.max_members)."
                 )
+            count_central_entries(self._fd, end, self.limits.max_members, path)
             try:
                 self._zip = zipfile.ZipFile(self._file)
                 infos = self._zip.infolist()

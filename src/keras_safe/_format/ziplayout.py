@@ -20,7 +20,14 @@ from pathlib import Path
 
 from keras_safe.errors import IntegrityError, UnsafeModelError
 
-__all__ = ["EndRecord", "LocalHeader", "check_layout", "read_end_record", "read_local_header"]
+__all__ = [
+    "EndRecord",
+    "LocalHeader",
+    "check_layout",
+    "count_central_entries",
+    "read_end_record",
+    "read_local_header",
+]
 
 _EOCD = struct.Struct("<4s4H2LH")
 _EOCD_SIG = b"PK\x05\x06"
@@ -43,6 +50,9 @@ class EndRecord:
     entries: int
     cd_size: int
     cd_offset: int
+    cd_end: int = -1
+    """Where ``zipfile`` takes the central directory to end (it reads the
+    ``cd_size`` bytes before it, whatever ``cd_offset`` says)."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +95,49 @@ def read_end_record(fd: int, file_size: int, path: Path) -> EndRecord:
             "end of its zip archive; zip readers disagree about such files, so it is refused."
         )
     entries, cd_size, cd_offset = fields[4], fields[5], fields[6]
+    cd_end = eocd_pos
     if _FFFF32 in (cd_size, cd_offset) or entries == 0xFFFF:
         entries, cd_size, cd_offset = _zip64_end(fd, eocd_pos, path)
-    return EndRecord(entries, cd_size, cd_offset)
+        cd_end = eocd_pos - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size
+    return EndRecord(entries, cd_size, cd_offset, cd_end)
+
+
+_CENTRAL = struct.Struct("<4s6H3L5H2L")
+_CENTRAL_SIG = b"PK\x01\x02"
+
+
+def count_central_entries(fd: int, end: EndRecord, limit: int, path: Path) -> int:
+    """Count the central directory's entries, stopping past ``limit``.
+
+    ``zipfile`` parses entries until it has consumed the directory's declared
+    size, whatever count the end record declares: a file can declare 4
+    members and hold a million. Each entry's header is read on its own, so
+    counting costs at most ``limit + 1`` small reads.
+
+    Raises:
+        UnsafeModelError: more than ``limit`` entries, or a count that
+            disagrees with the end record.
+    """
+    stop = end.cd_end if end.cd_end >= 0 else end.cd_offset + end.cd_size
+    at, count = stop - end.cd_size, 0
+    while at < stop:
+        header = os.pread(fd, _CENTRAL.size, at)
+        if len(header) < _CENTRAL.size or not header.startswith(_CENTRAL_SIG):
+            break  # zipfile reports the damage
+        count += 1
+        if count > limit:
+            raise UnsafeModelError(
+                f"{path}'s central directory holds more than {limit} entries "
+                f"(ArchiveLimits.max_members); refusing it before reading them."
+            )
+        fields = _CENTRAL.unpack(header)
+        at += _CENTRAL.size + fields[10] + fields[11] + fields[12]
+    if count != end.entries:
+        raise UnsafeModelError(
+            f"{path}'s end record declares {end.entries} members but its central directory "
+            f"holds {count}; zip readers disagree about such files, so it is refused."
+        )
+    return count
 
 
 def _zip64_end(fd: int, eocd_pos: int, path: Path) -> tuple[int, int, int]:

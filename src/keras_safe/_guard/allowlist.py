@@ -50,7 +50,9 @@ _ALLOWED_BASES: tuple[type, ...] = (
 # Functional graphs record the keras.ops they apply (`x + y`, `keras.ops.relu`)
 # as Operation nodes from keras.src.ops; they are model parts too. The few
 # that take Python callables are refused.
-_OPS_WITH_CALLABLES = frozenset({"WhileLoop", "ForiLoop", "VectorizedMap"})
+_OPS_WITH_CALLABLES = frozenset(
+    {"WhileLoop", "ForiLoop", "VectorizedMap", "Cond", "Switch", "Map", "Scan", "AssociativeScan"}
+)
 
 
 def _is_keras_op(obj: Any) -> bool:
@@ -278,15 +280,22 @@ class Resolver:
 
 
 def resolve_all(
-    configs: list[dict[str, Any]], resolver: Resolver, manifest: Manifest | None, path: Path
+    configs: list[dict[str, Any]],
+    resolver: Resolver,
+    manifest: Manifest | None,
+    path: Path,
+    more_problems: list[str] | None = None,
 ) -> list[Resolved]:
     """Resolve every reference or raise, listing every unsafe or missing one.
 
     Everything is checked without importing anything first; modules under
     ``allow_imports`` are imported only for a file with nothing unsafe in it.
+    ``more_problems`` (the resource screen's) are refused with the rest.
     """
     refs = [ref for config in configs for ref in iter_references(config, include_data=True)]
     unsafe = screen_references(refs)
+    unsafe += node_string_problems(configs, resolver)
+    unsafe += more_problems or []
     resolved: list[Resolved] = []
     pending: list[Reference] = []
     for ref in refs:
@@ -324,6 +333,56 @@ def resolve_all(
             _missing_message(missing, manifest, resolver, path), tuple(missing)
         )
     return resolved
+
+
+def node_string_problems(configs: list[dict[str, Any]], resolver: Resolver) -> list[str]:
+    """Strings in functional node arguments that Keras would replace by a registered object.
+
+    Keras deserializes a node's arguments with ``deserialize_keras_object``,
+    which returns the registered object (or custom object) for any string
+    equal to its key. A saved graph records a function argument as a
+    ``{"class_name": "function"}`` reference, never as a bare string, so such
+    a string is a reference where none is expected: refused.
+    """
+    keys = set(keras.saving.get_custom_objects()) | set(resolver.custom_objects)
+    problems: list[str] = []
+    stack: list[tuple[str, Any]] = [("<config>", config) for config in configs]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, list):
+            stack.extend((where, item) for item in node)
+        elif isinstance(node, dict):
+            inner = node.get("config")
+            name = inner.get("name") if isinstance(inner, dict) else None
+            here = f"{where} > {name}" if isinstance(name, str) else where
+            nodes = node.get("inbound_nodes")
+            for call in nodes if isinstance(nodes, list) else ():
+                if isinstance(call, dict):
+                    problems += [
+                        f"{here}: the argument {text!r} of a call in the graph is the key of "
+                        "a registered object, which Keras would pass in place of the string; "
+                        "a saved graph never holds such a string. Refusing it."
+                        for text in _node_strings(call)
+                        if text in keys or registry.get(text) is not None
+                    ]
+            stack.extend((here, value) for value in node.values())
+    return problems
+
+
+def _node_strings(call: dict[str, Any]) -> list[str]:
+    # The strings deserialize_keras_object looks up: in lists and in dicts
+    # that are not objects (no class_name and config).
+    found: list[str] = []
+    stack: list[Any] = [call.get("args"), call.get("kwargs")]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict) and not ("class_name" in item and "config" in item):
+            stack.extend(item.values())
+    return found
 
 
 def _missing_message(

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import h5py
+import numpy as np
 
 from keras_safe._format.limits import ArchiveLimits
 from keras_safe.errors import UnsafeModelError
@@ -35,6 +36,21 @@ _BUILTIN_FILTERS = frozenset({1, 2, 3, 4, 5, 6})
 _DATA_KINDS = frozenset("biufc")
 _MAX_OPAQUE = 16  # bfloat16 and friends are stored as small opaque types
 _MAX_VLEN_ELEMENTS = 100_000
+
+
+def open_weights(source: Any, where: str, limits: ArchiveLimits, file_size: int) -> Any:
+    """``h5py.File(source)``, returned only after :func:`scan_weights` passed on it.
+
+    Every reader of an untrusted weights file opens it here (or scans the
+    file it opened), so no command reads a dataset stored outside the file.
+    """
+    handle = h5py.File(source, "r")
+    try:
+        scan_weights(handle, where, limits, file_size)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def scan_weights(handle: Any, where: str, limits: ArchiveLimits, file_size: int) -> int:
@@ -55,6 +71,7 @@ def scan_weights(handle: Any, where: str, limits: ArchiveLimits, file_size: int)
     while stack:
         prefix, group = stack.pop()
         _check_attributes(group, prefix or "/", where, limits)
+        _check_name_lists(group, prefix or "/", where)
         for name in group:
             path = f"{prefix}/{name}" if prefix else name
             count += 1
@@ -86,6 +103,23 @@ def scan_weights(handle: Any, where: str, limits: ArchiveLimits, file_size: int)
             "shape bomb). Refusing it."
         )
     return declared
+
+
+def _check_name_lists(group: Any, path: str, where: str) -> None:
+    # Legacy .h5 files list a group's weights and layers by name; Keras reads
+    # every name listed, so one dataset named a million times is read a
+    # million times. A file Keras wrote never repeats a name.
+    for key in ("weight_names", "layer_names"):
+        if key not in group.attrs:
+            continue
+        names = group.attrs[key]
+        listed = [bytes(n) if isinstance(n, (bytes, np.bytes_)) else str(n) for n in names]
+        if len(set(listed)) != len(listed):
+            raise UnsafeModelError(
+                f"{where}: attribute {key!r} of {path!r} names the same object more than "
+                f"once ({len(listed)} names, {len(set(listed))} distinct); Keras would read it "
+                "once per name. Refusing it."
+            )
 
 
 def _check_dataset(ds: Any, path: str, where: str, limits: ArchiveLimits) -> int:

@@ -135,7 +135,7 @@ def _data_problems(ref: Reference) -> list[str]:
     dtype = config.get("dtype")
     try:
         parsed = np.dtype(dtype) if isinstance(dtype, str) else None
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError):
         parsed = None
     if (dtype is None and ref.name == "__tensor__") or dtype in _OTHER_DTYPES:
         return []

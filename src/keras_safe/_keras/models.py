@@ -188,23 +188,76 @@ def _nbytes(shape: Any, dtype: Any) -> int:
 
 
 @contextmanager
-def variable_budget(nbytes: int) -> Iterator[list[str]]:
+def variable_budget(nbytes: int, build_bytes: int | None = None) -> Iterator[list[str]]:
     """Refuse creating model variables beyond ``nbytes`` in all, in this thread.
+
+    With ``build_bytes``, memory Keras allocates in ``build()`` besides
+    variables (Normalization's broadcast mean and variance) is refused
+    beyond it too, and initializers whose cost grows faster than their output
+    (Orthogonal: a QR decomposition) produce zeros instead: every variable
+    of a loaded model is overwritten by the file's weights before the model
+    is returned.
 
     Yields a list that holds the reason once the budget was exceeded (Keras
     may swallow the exception raised inside a ``build``; the caller checks
     the list afterwards).
     """
     _install_budget_hook()
-    outer = getattr(_budget, "remaining", None), getattr(_budget, "exceeded", None)
-    _budget.remaining, _budget.exceeded = nbytes, None
+    _install_build_hooks()
+    outer = (
+        getattr(_budget, "remaining", None),
+        getattr(_budget, "exceeded", None),
+        getattr(_budget, "build_remaining", None),
+    )
+    _budget.remaining, _budget.exceeded, _budget.build_remaining = nbytes, None, build_bytes
     reasons: list[str] = []
     try:
         yield reasons
     finally:
         if _budget.exceeded:
             reasons.append(_budget.exceeded)
-        _budget.remaining, _budget.exceeded = outer
+        _budget.remaining, _budget.exceeded, _budget.build_remaining = outer
+
+
+def _install_build_hooks() -> None:
+    if len(_installed) > 1:
+        return
+    from keras.src.initializers import random_initializers
+    from keras.src.layers.preprocessing import normalization
+
+    original_build = normalization.Normalization.build
+    original_orthogonal = random_initializers.Orthogonal.__call__
+
+    def build(self: Any, input_shape: Any) -> Any:
+        remaining = getattr(_budget, "build_remaining", None)
+        if remaining is not None and input_shape is not None and self.input_mean is not None:
+            ndim = len(input_shape)
+            kept = {a + ndim if a < 0 else a for a in self.axis if -ndim <= a < ndim}
+            count = 1
+            for d in kept:
+                count *= int(input_shape[d] or 1)
+            # mean and variance, each broadcast, reshaped and cast (up to 8 bytes).
+            need = count * 2 * 2 * 8
+            if need > remaining:
+                _budget.exceeded = (
+                    f"layer {self.name!r} (Normalization) would broadcast its mean and variance "
+                    f"to {count} values each ({need} bytes besides variables), more than what "
+                    f"is left of ArchiveLimits.max_build_bytes ({remaining} bytes)"
+                )
+                raise VariableBudgetExceeded(_budget.exceeded)
+            _budget.build_remaining = remaining - need
+        return original_build(self, input_shape)
+
+    def orthogonal(self: Any, shape: Any, dtype: Any = None) -> Any:
+        if getattr(_budget, "build_remaining", None) is not None:
+            from keras import ops
+
+            return ops.zeros(shape, dtype=dtype)
+        return original_orthogonal(self, shape, dtype)
+
+    normalization.Normalization.build = build
+    random_initializers.Orthogonal.__call__ = orthogonal
+    _installed.append((original_build, original_orthogonal))
 
 
 def model_variables(model: Any, with_optimizer: bool) -> list[Any]:

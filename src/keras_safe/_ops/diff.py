@@ -20,6 +20,7 @@ from typing import Any
 from keras_safe._format.integrity import check_digest, check_member_list, parse_json, read_manifest
 from keras_safe._format.manifest import Manifest, ObjectRecord
 from keras_safe._format.reader import CONFIG, METADATA, WEIGHTS, ArchiveReader
+from keras_safe._guard.resources import check_config
 from keras_safe._ops.compare import Sides, config_differences
 from keras_safe._ops.diff_weights import Progress, WeightChange, weight_changes
 from keras_safe._ops.foreign import derive_manifest
@@ -205,8 +206,10 @@ class _Side:
     def __init__(self, reader: ArchiveReader) -> None:
         self.reader = reader
         manifest = read_manifest(reader)
+        config = self.config()
+        check_config(config, reader.path, reader.limits)
         if manifest is None:
-            manifest = derive_manifest(reader, self.config())
+            manifest = derive_manifest(reader, config)
         self.manifest: Manifest = manifest
         self.digests: dict[str, str] = {}
         self.hashed_bytes = sum(
@@ -214,7 +217,7 @@ class _Side:
         )
 
     def config(self) -> dict[str, Any]:
-        return parse_json(self.reader.read(CONFIG), CONFIG, self.reader.path)
+        return parse_json(self.reader.read(CONFIG), CONFIG, self.reader.path, self.reader.limits)
 
     def check(self, advance: Callable[[int], None] | None) -> None:
         """Hash every member; with a manifest, every digest must match it."""

@@ -18,6 +18,7 @@ import ml_dtypes
 import numpy as np
 
 from keras_safe._format.reader import WEIGHTS, ArchiveReader
+from keras_safe._guard.hdf5_bounds import open_weights
 
 __all__ = ["WeightChange", "weight_changes"]
 
@@ -147,7 +148,8 @@ def _owner(dataset: Any) -> str | None:
 def _open_weights(reader: ArchiveReader) -> Any:
     if not reader.has(WEIGHTS):
         return None
-    return h5py.File(reader.window(WEIGHTS), "r")
+    where = f"{WEIGHTS} in {reader.path}"
+    return open_weights(reader.window(WEIGHTS), where, reader.limits, reader.size(WEIGHTS))
 
 
 def weight_changes(

@@ -21,6 +21,7 @@ from keras_safe._guard import containment
 from keras_safe._guard.allowlist import Reference, Resolver, iter_references, resolve_all
 from keras_safe._guard.hdf5_bounds import scan_weights
 from keras_safe._guard.json_bounds import parse_json_object
+from keras_safe._guard.resources import check_config, screen_resources
 from keras_safe.errors import CompatibilityError, IntegrityError, KerasSafeError
 
 if TYPE_CHECKING:
@@ -186,6 +187,7 @@ def inspect_h5(path: Path, limits: ArchiveLimits | None = None) -> Manifest:
     """A manifest for a legacy ``.h5`` model file, read off its attributes."""
     with _open_h5(path, limits or ArchiveLimits()) as handle:
         model_config, training = _h5_configs(handle, path, limits or ArchiveLimits())
+        check_config(model_config, path, limits or ArchiveLimits())
         weights = handle.get("model_weights", handle)
         shapes = _h5_shapes(weights)
         keras_version = handle.attrs.get("keras_version")
@@ -219,10 +221,14 @@ def load_h5(path: Path, options: LoadOptions) -> Any:
         model_config, training = _h5_configs(handle, path, options.limits)
         resolver = Resolver(options.custom_objects, options.allow_imports)
         configs = [model_config] + ([{"compile_config": training}] if training else [])
-        resolve_all(configs, resolver, None, path)
+        estimate = screen_resources(model_config, options.limits)
+        resolve_all(configs, resolver, None, path, estimate.problems)
         budget = containment.variable_budget(path.stat().st_size)
         try:
-            with _keras.safe_mode(), _keras.variable_budget(budget) as exceeded:
+            with (
+                _keras.safe_mode(),
+                _keras.variable_budget(budget, estimate.remaining) as exceeded,
+            ):
                 model = _keras.load_legacy_h5(
                     handle, resolver.keras_custom_objects(), options.compile
                 )

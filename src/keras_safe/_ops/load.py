@@ -40,6 +40,12 @@ from keras_safe._format.reader import ASSETS_DIR, CONFIG, WEIGHTS, ArchiveReader
 from keras_safe._guard import containment
 from keras_safe._guard.allowlist import Resolved, Resolver, resolve_all
 from keras_safe._guard.hdf5_bounds import DatasetChecker, scan_weights
+from keras_safe._guard.resources import (
+    BuildEstimate,
+    asset_vocabulary_bytes,
+    check_config,
+    screen_resources,
+)
 from keras_safe._ops import foreign
 from keras_safe._ops.drift import OnMismatch, find_drift, report_drift
 from keras_safe._ops.options import LoadKwargs, LoadOptions, as_path, existing_path, sniff
@@ -134,8 +140,9 @@ def inspect(filepath: str | os.PathLike[str], *, limits: ArchiveLimits | None = 
             return migration.with_aliases(foreign.inspect_h5(path, checked))
         with ArchiveReader(path, checked) as reader:
             manifest = read_manifest(reader)
+            config = parse_json(reader.read(CONFIG), CONFIG, path, checked)
+            check_config(config, path, checked)
             if manifest is None:
-                config = parse_json(reader.read(CONFIG), CONFIG, path, checked)
                 manifest = foreign.derive_manifest(reader, config)
             return migration.with_aliases(manifest)
 
@@ -215,19 +222,24 @@ def load_archive(reader: ArchiveReader, options: LoadOptions, *, own_file: bool 
         hasher.start()
     try:
         config = parse_json(config_bytes, CONFIG, path, reader.limits)
+        estimate = screen_resources(config, reader.limits)
         resolver = Resolver(options.custom_objects, options.allow_imports)
-        resolved = resolve_all([config], resolver, manifest, path)
+        resolved = resolve_all([config], resolver, manifest, path, estimate.problems)
         if manifest is not None:
             live = {r.reference.key: r.obj for r in resolved if r.source == "registry"}
             report_drift(find_drift(manifest, environment(), live), options.on_mismatch, path)
         if not options.compile:
             config = {**config, "compile_config": None}
-        weights_bytes = reader.size(WEIGHTS) if reader.has(WEIGHTS) else 0
-        model = build_model(config, resolver.keras_custom_objects(), path, weights_bytes)
+        # Variables are budgeted against the bytes the weights occupy in the
+        # file: a compressed member may declare far more than it holds.
+        weights_bytes = 0
+        if reader.has(WEIGHTS):
+            weights_bytes = min(reader.size(WEIGHTS), reader.members[WEIGHTS].compress_size)
+        model = build_model(config, resolver.keras_custom_objects(), path, weights_bytes, estimate)
         if hasher is not None and not own_file:
             hasher.check(manifest)  # type: ignore[arg-type]
             hasher = None
-        load_weights(model, reader, options, resolved)
+        load_weights(model, reader, options, resolved, estimate)
         if hasher is not None:
             hasher.check(manifest)  # type: ignore[arg-type]
             hasher = None
@@ -246,17 +258,21 @@ def build_model(
     custom_objects: dict[str, Any],
     path: Path,
     weights_bytes: int | None = None,
+    estimate: BuildEstimate | None = None,
 ) -> Any:
     """Let Keras build the (already checked) config; its failures become ours.
 
     With ``weights_bytes`` (the size of the weights the model will be loaded
     from), Keras may allocate variables for at most four times that
     (optimizer slots included): a config asking for ``Dense(units=10**9)``
-    is refused before the memory is taken.
+    is refused before the memory is taken. With ``estimate`` (from
+    :func:`check_config`), what ``build()`` allocates besides variables is
+    bounded by what is left of ``max_build_bytes``.
     """
     budget = containment.variable_budget(weights_bytes)
+    build_bytes = estimate.remaining if estimate is not None else None
     try:
-        with warnings.catch_warnings(), _keras.variable_budget(budget) as exceeded:
+        with warnings.catch_warnings(), _keras.variable_budget(budget, build_bytes) as exceeded:
             warnings.filterwarnings("ignore", message=".*build\\(\\)` was called on layer")
             model = _keras.deserialize_model(config, custom_objects)
     except KerasSafeError:
@@ -285,7 +301,11 @@ def _first_lines(exc: BaseException, limit: int = 800) -> str:
 
 
 def load_weights(
-    model: Any, reader: ArchiveReader, options: LoadOptions, resolved: Sequence[Resolved] = ()
+    model: Any,
+    reader: ArchiveReader,
+    options: LoadOptions,
+    resolved: Sequence[Resolved] = (),
+    estimate: BuildEstimate | None = None,
 ) -> None:
     """Load every variable; fail unless each weight in the file went somewhere.
 
@@ -300,7 +320,7 @@ def load_weights(
             + "; keras_safe loads archives whose weights are in HDF5, as Keras writes them."
         )
     with tempfile.TemporaryDirectory(prefix="keras-safe-assets-") as scratch:
-        assets_dir = _extract_assets(reader, Path(scratch))
+        assets_dir = _extract_assets(reader, Path(scratch), estimate)
         try:
             store = _keras.RecordingH5Store(reader.window(WEIGHTS))
         except OSError as exc:
@@ -334,7 +354,9 @@ def load_weights(
         )
 
 
-def _extract_assets(reader: ArchiveReader, scratch: Path) -> Path | None:
+def _extract_assets(
+    reader: ArchiveReader, scratch: Path, estimate: BuildEstimate | None = None
+) -> Path | None:
     names = [n for n in reader.members if n.startswith(ASSETS_DIR) and not n.endswith("/")]
     if not names:
         return None
@@ -342,9 +364,21 @@ def _extract_assets(reader: ArchiveReader, scratch: Path) -> Path | None:
     root.mkdir()
     for name in names:
         target = scratch / name
+        data = reader.read_all(name)
+        if estimate is not None and name.endswith("/vocabulary.txt"):
+            # A lookup layer reads it into one numpy array: every token padded
+            # to the longest, with the out-of-vocabulary tokens.
+            need = asset_vocabulary_bytes(data, estimate)
+            if need > estimate.remaining:
+                raise UnsafeModelError(
+                    f"Member {name!r} of {reader.path} is a vocabulary numpy would pad to "
+                    f"{need} bytes, more than what is left of ArchiveLimits.max_build_bytes "
+                    f"({estimate.remaining} bytes); refusing it before Keras reads it."
+                )
+            estimate.build_bytes += need
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(reader.read_all(name))
+            target.write_bytes(data)
         except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
             raise UnsafeModelError(
                 f"Member {name!r} of {reader.path} clashes with another asset ({exc.strerror}); "

@@ -1,0 +1,176 @@
+"""The resource model of load: every entry point, every hostile file, bounded memory and time.
+
+The files (tests/resource_kit.py) are the classes an independent review
+found: memory amplification, time bombs, a call gadget, a file read outside
+the archive through diff. One fresh process per entry point opens every
+file and reports, for each, the error, the time taken and how far its peak
+resident memory (``ru_maxrss``) rose above the level after a warm-up load.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import resource_kit
+from conftest import ROOT, run_python
+
+import keras_safe
+from keras_safe.cli import build_parser
+
+# Peak RSS growth allowed over a warm process: max_build_bytes (256 MiB) plus
+# Keras' and TensorFlow's own working memory; every bomb here asks for 1-7 GiB.
+MAX_GROWTH = 700 << 20
+MAX_SECONDS = 20.0
+
+LIBRARY_ENTRY_POINTS = ["load", "verify", "inspect", "diff", "upgrade", "load_latest"]
+CLI_ENTRY_POINTS = ["cli inspect", "cli verify", "cli diff", "cli upgrade"]
+# Public functions that never read a model file.
+NOT_READERS = {"register", "save", "safe_save"}
+BUILDS_MODEL = {"load", "verify", "upgrade", "load_latest", "cli verify", "cli upgrade"}
+
+_CHILD = r"""
+import contextlib, io, json, resource, shutil, sys, tempfile, time
+from pathlib import Path
+
+import keras
+import keras_safe
+from keras_safe import cli
+
+files, entry, good, marker = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
+
+
+@keras.saving.register_keras_serializable("victim", "payload")
+def payload(*args, **kwargs):
+    marker.write_text("the victim's registered function ran")
+    return args[0] if args else None
+
+
+scratch = Path(tempfile.mkdtemp())
+
+
+def run(path):
+    if entry == "load":
+        keras_safe.load(path)
+    elif entry == "verify":
+        report = keras_safe.verify(path)
+        if not report.ok:
+            raise report.error
+    elif entry == "inspect":
+        keras_safe.inspect(path)
+    elif entry == "diff":
+        keras_safe.diff(path, good)
+    elif entry == "upgrade":
+        keras_safe.upgrade(path, scratch / "upgraded.keras")
+    elif entry == "load_latest":
+        folder = Path(tempfile.mkdtemp(dir=scratch))
+        shutil.copy(path, folder / "model.keras")
+        if keras_safe.load_latest(folder) is None:
+            raise RuntimeError("load_latest found no loadable file")
+    else:
+        command = entry.split()[1]
+        argv = [command, path]
+        argv += [good] if command == "diff" else []
+        argv += [str(scratch / "upgraded.keras")] if command == "upgrade" else []
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = cli.main(argv)
+        if code != 0:
+            raise RuntimeError(err.getvalue())
+
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+keras_safe.load(good)  # warm up: first-use costs of Keras and TensorFlow
+with contextlib.suppress(Exception):
+    run(good)
+base = peak()
+results = {}
+for name, path in files.items():
+    start = time.monotonic()
+    outcome, message = "returned", ""
+    try:
+        run(path)
+    except Exception as exc:
+        outcome, message = type(exc).__name__, str(exc)
+    results[name] = {
+        "outcome": outcome,
+        "message": message[:3000],
+        "seconds": time.monotonic() - start,
+        "growth": peak() - base,
+        "marker": marker.exists(),
+    }
+print("RESULTS" + json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return resource_kit.build_all(tmp_path_factory.mktemp("resources"))
+
+
+def _run_entry_point(entry: str, files: dict[str, Path], tmp_path: Path) -> dict[str, Any]:
+    good = files["normalization_broadcast"].parent / "base.keras"
+    proc = run_python(
+        _CHILD,
+        json.dumps({k: str(v) for k, v in files.items()}),
+        entry,
+        str(good),
+        str(tmp_path / "marker"),
+        path=[ROOT / "src", ROOT / "tests"],
+        timeout=600,
+    )
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULTS"))
+    return json.loads(line[len("RESULTS") :])  # type: ignore[no-any-return]
+
+
+def test_every_entry_point_is_covered() -> None:
+    """A new public reader or command must be added here, so it gets the hostile suite."""
+    readers = {
+        name
+        for name in keras_safe.__all__
+        if inspect.isfunction(getattr(keras_safe, name)) and name not in NOT_READERS
+    }
+    assert readers == set(LIBRARY_ENTRY_POINTS) | {"safe_load"}
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert {f"cli {c}" for c in commands.choices} == set(CLI_ENTRY_POINTS)
+    assert keras_safe.safe_load is keras_safe.load
+
+
+@pytest.mark.parametrize("entry", LIBRARY_ENTRY_POINTS + CLI_ENTRY_POINTS)
+def test_hostile_files_through_every_entry_point(
+    entry: str, hostile_files: dict[str, Path], tmp_path: Path
+) -> None:
+    results = _run_entry_point(entry, hostile_files, tmp_path)
+    table = [
+        f"{entry:12} {name:30} {r['outcome']:18} {r['growth'] >> 20:6} MiB {r['seconds']:6.2f} s"
+        for name, r in results.items()
+    ]
+    print("\n".join(table), file=sys.stderr)
+    cases = {case.name: case for case in resource_kit.CASES}
+    for name, result in results.items():
+        where = f"{entry} on {name}: {result['outcome']} {result['message'][:500]}"
+        assert not result["marker"], f"{where}: the victim's function ran"
+        assert result["growth"] < MAX_GROWTH, f"{where}: peak RSS rose {result['growth']} bytes"
+        assert result["seconds"] < MAX_SECONDS, f"{where}: took {result['seconds']:.1f} s"
+        case = cases.get(name)
+        if case is None:
+            must_refuse, match = True, "external storage"
+        else:
+            must_refuse, match = case.static or entry in BUILDS_MODEL, case.match
+        if not must_refuse:
+            continue
+        assert result["outcome"] != "returned", f"{where}: not refused"
+        if entry == "load_latest":
+            continue  # it logs why a checkpoint was skipped and returns None
+        if not entry.startswith("cli"):
+            assert result["outcome"] in ("UnsafeModelError", "IntegrityError"), where
+        assert re.search(match, result["message"]), where
