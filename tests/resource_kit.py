@@ -449,7 +449,13 @@ CASES = [
     Case("zip_central_directory_flood", zip_central_directory_flood, True, "central directory"),
     Case("deepest_first", deepest_first, True, "max_rebuild_steps"),
     Case("nested_twice", nested_twice, True, "max_layer_calls"),
-    Case("orthogonal_filler", orthogonal_filler, False, "weights could fill"),
+    Case(
+        "orthogonal_filler",
+        orthogonal_filler,
+        False,
+        # load: the variable budget; verify and upgrade inspect first: not HDF5.
+        "weights could fill|file signature not found",
+    ),
     Case("cond_gadget", cond_gadget, False, "Cond"),
     Case("node_string_gadget", node_string_gadget, False, "registered object"),
 ]

@@ -42,7 +42,8 @@ import keras
 import keras_safe
 from keras_safe import cli
 
-files, entry, good, marker = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
+files, entries = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+good, marker = sys.argv[3], Path(sys.argv[4])
 
 
 @keras.saving.register_keras_serializable("victim", "payload")
@@ -54,7 +55,7 @@ def payload(*args, **kwargs):
 scratch = Path(tempfile.mkdtemp())
 
 
-def run(path):
+def run(entry, path):
     if entry == "load":
         keras_safe.load(path)
     elif entry == "verify":
@@ -89,18 +90,19 @@ def peak():
 
 
 keras_safe.load(good)  # warm up: first-use costs of Keras and TensorFlow
-with contextlib.suppress(Exception):
-    run(good)
+for entry in entries:
+    with contextlib.suppress(Exception):
+        run(entry, good)
 base = peak()
 results = {}
-for name, path in files.items():
+for entry, (name, path) in [(e, item) for e in entries for item in files.items()]:
     start = time.monotonic()
     outcome, message = "returned", ""
     try:
-        run(path)
+        run(entry, path)
     except Exception as exc:
         outcome, message = type(exc).__name__, str(exc)
-    results[name] = {
+    results[f"{entry}|{name}"] = {
         "outcome": outcome,
         "message": message[:3000],
         "seconds": time.monotonic() - start,
@@ -116,12 +118,12 @@ def hostile_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return resource_kit.build_all(tmp_path_factory.mktemp("resources"))
 
 
-def _run_entry_point(entry: str, files: dict[str, Path], tmp_path: Path) -> dict[str, Any]:
+def _run_entry_points(entries: list[str], files: dict[str, Path], tmp_path: Path) -> dict[str, Any]:
     good = files["normalization_broadcast"].parent / "base.keras"
     proc = run_python(
         _CHILD,
         json.dumps({k: str(v) for k, v in files.items()}),
-        entry,
+        json.dumps(entries),
         str(good),
         str(tmp_path / "marker"),
         path=[ROOT / "src", ROOT / "tests"],
@@ -145,18 +147,24 @@ def test_every_entry_point_is_covered() -> None:
     assert keras_safe.safe_load is keras_safe.load
 
 
-@pytest.mark.parametrize("entry", LIBRARY_ENTRY_POINTS + CLI_ENTRY_POINTS)
+@pytest.mark.parametrize("entries", [LIBRARY_ENTRY_POINTS, CLI_ENTRY_POINTS], ids=["api", "cli"])
 def test_hostile_files_through_every_entry_point(
-    entry: str, hostile_files: dict[str, Path], tmp_path: Path
+    entries: list[str], hostile_files: dict[str, Path], tmp_path: Path
 ) -> None:
-    results = _run_entry_point(entry, hostile_files, tmp_path)
+    """One process per group of entry points (TensorFlow is imported once): every file through each.
+
+    ``growth`` is how far the process' peak RSS rose above its level after
+    the warm-up, up to the end of that file: a bound on every file before it.
+    """
+    results = _run_entry_points(entries, hostile_files, tmp_path)
     table = [
-        f"{entry:12} {name:30} {r['outcome']:18} {r['growth'] >> 20:6} MiB {r['seconds']:6.2f} s"
-        for name, r in results.items()
+        f"{k.replace('|', ' '):44} {r['outcome']:18} {r['growth'] >> 20:5} MiB {r['seconds']:.2f} s"
+        for k, r in results.items()
     ]
     print("\n".join(table), file=sys.stderr)
     cases = {case.name: case for case in resource_kit.CASES}
-    for name, result in results.items():
+    for key, result in results.items():
+        entry, name = key.split("|")
         where = f"{entry} on {name}: {result['outcome']} {result['message'][:500]}"
         assert not result["marker"], f"{where}: the victim's function ran"
         assert result["growth"] < MAX_GROWTH, f"{where}: peak RSS rose {result['growth']} bytes"
@@ -171,6 +179,8 @@ def test_hostile_files_through_every_entry_point(
         assert result["outcome"] != "returned", f"{where}: not refused"
         if entry == "load_latest":
             continue  # it logs why a checkpoint was skipped and returns None
-        if not entry.startswith("cli"):
+        if "diff" in entry and name.startswith("legacy"):
+            match = "diff compares .keras archives"  # refused before it is opened
+        elif not entry.startswith("cli"):
             assert result["outcome"] in ("UnsafeModelError", "IntegrityError"), where
-        assert re.search(match, result["message"]), where
+        assert re.search(match, " ".join(result["message"].split())), where

@@ -39,7 +39,7 @@ from keras_safe._format.manifest import Manifest, environment
 from keras_safe._format.reader import ASSETS_DIR, CONFIG, WEIGHTS, ArchiveReader
 from keras_safe._guard import containment
 from keras_safe._guard.allowlist import Resolved, Resolver, resolve_all
-from keras_safe._guard.hdf5_bounds import DatasetChecker, scan_weights
+from keras_safe._guard.hdf5_bounds import DatasetChecker, open_weights, scan_weights
 from keras_safe._guard.resources import (
     BuildEstimate,
     asset_vocabulary_bytes,
@@ -142,6 +142,10 @@ def inspect(filepath: str | os.PathLike[str], *, limits: ArchiveLimits | None = 
             manifest = read_manifest(reader)
             config = parse_json(reader.read(CONFIG), CONFIG, path, checked)
             check_config(config, path, checked)
+            if reader.has(WEIGHTS):
+                # The same HDF5 checks as load and diff, though inspect reads no weight.
+                where = f"{WEIGHTS} in {path}"
+                open_weights(reader.window(WEIGHTS), where, checked, reader.size(WEIGHTS)).close()
             if manifest is None:
                 manifest = foreign.derive_manifest(reader, config)
             return migration.with_aliases(manifest)
