@@ -194,6 +194,84 @@ def _scramble_json(tree: Any, rng: random.Random) -> None:
         nodes = _nodes(tree)
 
 
+_DTYPES = ("float32", "<f8", "U100000", "S0", "V8", "O", "(64,64)f4", "(2,)i4,f4", "str", "int4")
+
+
+def _functional(config: Any) -> dict[str, Any] | None:
+    inner = config.get("config") if isinstance(config, dict) else None
+    return inner if isinstance(inner, dict) and isinstance(inner.get("layers"), list) else None
+
+
+def _structure_mutation(config: dict[str, Any], rng: random.Random) -> None:
+    """Mutations of a graph's shape, not its bytes: the resource model's territory."""
+    inner = _functional(config)
+    if inner is None or not inner["layers"]:
+        return
+    layers = inner["layers"]
+    op = rng.choice(("order", "nest", "unconnected", "dtype", "vocabulary", "repeat_nodes"))
+    if op == "order":
+        if rng.random() < 0.5:
+            layers.reverse()
+        else:
+            rng.shuffle(layers)
+    elif op == "nest":
+        # The model becomes a layer of a new one that calls it 1-3 times, nested 1-6 deep.
+        for _ in range(rng.randint(1, 6)):
+            name = f"nest{rng.randrange(1000)}"
+            inputs = copy.deepcopy(inner["input_layers"])
+            model = copy.deepcopy(config)
+            model["name"] = model["config"]["name"]
+            first = inputs[0] if isinstance(inputs[0], list) else inputs
+            tensor = {
+                "class_name": "__keras_tensor__",
+                "config": {"shape": [None, 4], "dtype": "float32", "keras_history": first},
+            }
+            model["inbound_nodes"] = [
+                {"args": [tensor], "kwargs": {}} for _ in range(rng.randint(1, 3))
+            ]
+            outer_inputs = [x for x in layers if x.get("class_name") == "InputLayer"]
+            config["config"] = {
+                "name": name,
+                "trainable": True,
+                "layers": [*copy.deepcopy(outer_inputs), model],
+                "input_layers": inputs,
+                "output_layers": [model["name"], 0, 0],
+            }
+            inner, layers = config["config"], config["config"]["layers"]
+    elif op == "unconnected":
+        extra = copy.deepcopy(rng.choice(layers))
+        extra["name"] = f"dangling{rng.randrange(1000)}"
+        if isinstance(extra.get("config"), dict):
+            extra["config"]["name"] = extra["name"]
+        constant = {"class_name": "__numpy__", "config": {"value": [[1.0] * 4], "dtype": "float32"}}
+        extra["inbound_nodes"] = [{"args": [constant], "kwargs": {}}]
+        layers.append(extra)
+    elif op == "dtype":
+        target = rng.choice(layers)
+        for node in target.get("inbound_nodes") or []:
+            if isinstance(node, dict) and isinstance(node.get("kwargs"), dict):
+                value = rng.choice([[1, 2], ["a", "b" * rng.choice([1, 10_000])], 0])
+                node["kwargs"]["extra"] = {
+                    "class_name": "__numpy__",
+                    "config": {"value": value, "dtype": rng.choice(_DTYPES)},
+                }
+    elif op == "vocabulary":
+        target = rng.choice(layers)
+        target["class_name"] = "StringLookup"
+        target["module"] = "keras.layers"
+        if isinstance(target.get("config"), dict):
+            tokens = rng.choice([1, 1000, 100_000])
+            longest = rng.choice([1, 100, 20_000])
+            target["config"]["vocabulary"] = [str(i) for i in range(tokens)] + ["x" * longest]
+            target["config"]["num_oov_indices"] = rng.choice([1, 1000, 999_999])
+            target["config"]["oov_token"] = "o" * rng.choice([1, 5000])
+    elif op == "repeat_nodes":
+        target = rng.choice(layers)
+        nodes = target.get("inbound_nodes")
+        if isinstance(nodes, list) and nodes:
+            target["inbound_nodes"] = nodes * rng.choice([2, 100, 10_000])
+
+
 def _zip_mutation(members: Members, rng: random.Random) -> tuple[Members, dict[str, Any]]:
     members = list(members)
     op = rng.choice(("deflate", "extra", "duplicate", "reorder", "drop"))
@@ -213,7 +291,9 @@ def _zip_mutation(members: Members, rng: random.Random) -> tuple[Members, dict[s
 
 def mutate(seeds: Seeds, rng: random.Random, directory: Path) -> Path:
     """One hostile variant of a seed, written under ``directory``."""
-    kind = rng.choice(("bytes", "config", "config", "weights", "metadata", "zip", "h5"))
+    kind = rng.choice(
+        ("bytes", "config", "config", "structure", "weights", "metadata", "zip", "h5")
+    )
     seed = rng.choice(["safe", "custom", "plain"])
     members: Members = seeds[seed]
     path = directory / f"case-{kind}.keras"
@@ -223,6 +303,8 @@ def mutate(seeds: Seeds, rng: random.Random, directory: Path) -> Path:
         return path
     if kind == "config":
         members = with_config(members, lambda config: _scramble_json(config, rng))
+    elif kind == "structure":
+        members = with_config(members, lambda config: _structure_mutation(config, rng))
     elif kind == "weights":
         weights = _bytes_mutation(dict(members)["model.weights.h5"], rng)
         members = resign_manifest(replace_member(members, "model.weights.h5", weights))

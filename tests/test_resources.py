@@ -184,3 +184,93 @@ def test_hostile_files_through_every_entry_point(
         elif not entry.startswith("cli"):
             assert result["outcome"] in ("UnsafeModelError", "IntegrityError"), where
         assert re.search(match, " ".join(result["message"].split())), where
+
+
+# -- what models need is not refused ------------------------------------------------
+
+
+def _legit_models() -> list[Any]:
+    import keras
+
+    x = keras.Input((4,), name="x")
+    a, b = keras.layers.Dense(4, name="A"), keras.layers.Dense(4, name="B")
+    shared = keras.Model(x, a(b(a(x))), name="shared_at_two_depths")
+    inner = keras.Model(x, keras.layers.Dense(4, name="inner_dense")(x), name="inner")
+    y = keras.Input((4,), name="y")
+    nested = keras.Model(y, inner(inner(y)), name="nested_twice")
+    p, q = keras.Input((4,), name="p"), keras.Input((3,), name="q")
+    joined = keras.layers.Concatenate(name="cat")([p, q])
+    multi = keras.Model([p, q], [keras.layers.Dense(2, name="o1")(joined), joined + 1.0])
+    n = keras.Input((8,), name="n")
+    norm = keras.layers.Normalization(axis=-1, mean=0.5, variance=2.0, name="norm")
+    normalized = keras.Model(n, norm(n), name="normalized")
+    orth = keras.Model(
+        x, keras.layers.Dense(64, kernel_initializer="orthogonal", name="orth")(x), name="orth"
+    )
+    sequential = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="seq")
+    return [shared, nested, multi, normalized, orth, sequential]
+
+
+def test_models_keras_saves_pass_the_screen_and_load(tmp_path: Path) -> None:
+    import keras
+    import numpy as np
+
+    from keras_safe._format.limits import ArchiveLimits
+    from keras_safe._guard.resources import screen_resources
+
+    for model in _legit_models():
+        config = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+        estimate = screen_resources(config, ArchiveLimits())
+        assert estimate.problems == [], (model.name, estimate.problems)
+        path = tmp_path / f"{model.name}.keras"
+        keras_safe.save(model, path)
+        loaded = keras_safe.load(path)
+        for before, after in zip(model.weights, loaded.weights, strict=True):
+            np.testing.assert_array_equal(before.numpy(), after.numpy())
+
+
+def test_rebuild_loop_is_counted_like_keras_runs_it() -> None:
+    import keras
+
+    from keras_safe._format.limits import ArchiveLimits
+    from keras_safe._guard.resources import BuildEstimate, _Calls
+
+    shared = _legit_models()[0]
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(shared)))
+    layers = config["config"]["layers"]
+    calls = _Calls(ArchiveLimits(), BuildEstimate())
+    calls._rebuild_steps(layers, "m")
+    assert calls.total == 2 * len(layers)  # A's second call waits for B, listed after it
+    calls = _Calls(ArchiveLimits(), BuildEstimate())
+    calls._rebuild_steps(list(reversed(layers)), "m")
+    assert calls.total == 2 * len(layers)  # B waits a pass for A; A's second call follows
+    chain = [layers[0]] + [dict(layers[1], name=f"d{i}") for i in range(50)]
+    for i, layer in enumerate(chain[1:]):
+        layer["inbound_nodes"] = [
+            {
+                "args": [
+                    {
+                        "class_name": "__keras_tensor__",
+                        "config": {"keras_history": [chain[i]["name"], 0, 0]},
+                    }
+                ],
+                "kwargs": {},
+            }
+        ]
+    calls = _Calls(ArchiveLimits(), BuildEstimate())
+    calls._rebuild_steps(list(reversed(chain)), "m")
+    assert calls.total == 50 * len(chain)  # deepest first: one layer per pass
+
+
+def test_orthogonal_is_not_computed_while_loading() -> None:
+    import keras
+    import numpy as np
+
+    from keras_safe import _keras
+
+    initializer = keras.initializers.Orthogonal(seed=1)
+    with _keras.variable_budget(1 << 30, 1 << 20):
+        skipped = initializer((4096, 4096))
+    assert not np.any(keras.ops.convert_to_numpy(skipped))
+    computed = keras.ops.convert_to_numpy(initializer((8, 8)))
+    np.testing.assert_allclose(computed @ computed.T, np.eye(8), atol=1e-5)

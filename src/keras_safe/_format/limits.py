@@ -41,7 +41,7 @@ class ArchiveLimits:
             configs are attributes, and are also bound by ``max_json_bytes``).
         max_layer_calls: Layer and operation calls Keras makes to rebuild the
             model's graphs, nested models counted once per call of them
-            (each call costs about a millisecond).
+            (each call costs one to a few milliseconds).
         max_rebuild_steps: Iterations of Keras' functional rebuild loop
             (layers times passes; a file listing layers deepest-first makes
             it quadratic).
@@ -62,7 +62,7 @@ class ArchiveLimits:
     max_inflated_bytes: int = 1 << 30
     max_h5_objects: int = 100_000
     max_h5_attribute_bytes: int = 16 << 20
-    max_layer_calls: int = 50_000
+    max_layer_calls: int = 10_000
     max_rebuild_steps: int = 2_000_000
     max_build_bytes: int = 256 << 20
 
