@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from keras_safe._format.limits import ArchiveLimits
-from keras_safe.errors import UnsafeModelError
+from keras_safe.errors import IntegrityError, UnsafeModelError
 
 __all__ = ["DatasetChecker", "scan_weights"]
 
@@ -44,7 +44,10 @@ def open_weights(source: Any, where: str, limits: ArchiveLimits, file_size: int)
     Every reader of an untrusted weights file opens it here (or scans the
     file it opened), so no command reads a dataset stored outside the file.
     """
-    handle = h5py.File(source, "r")
+    try:
+        handle = h5py.File(source, "r")
+    except OSError as exc:
+        raise IntegrityError(f"{where} is not valid HDF5: {exc}") from exc
     try:
         scan_weights(handle, where, limits, file_size)
     except BaseException:
