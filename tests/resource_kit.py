@@ -392,7 +392,12 @@ def cond_gadget(directory: Path) -> Path:
         cond = simple_layer(
             "Cond",
             "cond",
-            [call(numpy_value(True, "bool"), true_fn="victim>payload", false_fn="victim>payload")],
+            [
+                {
+                    "args": [True],
+                    "kwargs": {"true_fn": "victim>payload", "false_fn": "victim>payload"},
+                }
+            ],
             module="keras.src.ops.core",
         )
         cond["registered_name"] = "Cond"
@@ -441,7 +446,12 @@ class Case:
 
 
 CASES = [
-    Case("normalization_broadcast", normalization_broadcast, False, "Normalization"),
+    Case(
+        "normalization_broadcast",
+        normalization_broadcast,
+        False,
+        "besides variables than ArchiveLimits.max_build_bytes allows .layer 'norm' .Normalization",
+    ),
     Case("unconnected_broadcast", unconnected_broadcast, True, "not connected to any output"),
     Case("unconnected_repeat", unconnected_repeat, True, "not connected to any output"),
     Case("long_token_vocabulary", long_token_vocabulary, True, "max_build_bytes"),

@@ -27,6 +27,12 @@ def variable_budget(weights_bytes: int | None) -> int:
 
 def too_large(path: Path, exceeded: list[str]) -> UnsafeModelError:
     """The error for a config whose variables would exceed :func:`variable_budget`."""
+    if "max_build_bytes" in exceeded[0]:
+        return UnsafeModelError(
+            f"The config in {path} asks Keras to allocate more memory besides variables than "
+            f"ArchiveLimits.max_build_bytes allows ({exceeded[0]}); refusing to build it "
+            "(a memory bomb)."
+        )
     return UnsafeModelError(
         f"The config in {path} asks Keras to allocate more than its weights file could fill "
         f"({exceeded[0]}); refusing to build it (a memory bomb)."
