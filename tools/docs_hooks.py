@@ -47,7 +47,7 @@ def cli_help_markdown() -> str:
             if isinstance(action, argparse._SubParsersAction):
                 for name, command in action.choices.items():
                     sections.append(
-                        f"### `keras-safe {name}` {{ #{name} }}\n\n"
+                        f"### `keras-safe {name} --help` {{ #help-{name} }}\n\n"
                         f"```text\n{command.format_help().rstrip()}\n```\n"
                     )
     return "\n".join(sections)
