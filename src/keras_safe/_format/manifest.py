@@ -2,8 +2,8 @@
 
 It is stored under the ``"keras_safe"`` key of the archive's
 ``metadata.json``, a member Keras writes and never reads back, so plain
-``keras.models.load_model`` is unaffected. See the README ("Manifest format")
-for the JSON layout.
+``keras.models.load_model`` is unaffected. docs/format.md describes the JSON
+layout, and docs/manifest.schema.json is its JSON Schema: change them with it.
 """
 
 from __future__ import annotations
