@@ -1,13 +1,4 @@
-"""Griffe extension: what mkdocstrings needs to read keras_safe's docstrings.
-
-Subpackages without ``__init__.py``:
-
-keras_safe's private subpackages (``_config``, ``_format``, ``_ops`` ...) are
-implicit namespace packages inside a regular package. Python imports them,
-but Griffe (which mkdocstrings uses to read the code without importing it)
-skips them, so the public names that ``keras_safe/__init__.py`` re-exports
-from them could not be documented. This extension adds them to the loaded
-package after the fact.
+"""Griffe extension: keras_safe's docstrings as mkdocstrings renders them.
 
 Docstring markup: the docstrings are Google style with Sphinx roles. For the
 rendered pages (the source is not changed), an ``Example:`` section is read
@@ -54,23 +45,3 @@ class KerasSafeDocstrings(griffe.Extension):
     def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
             obj.docstring.value = markdown_docstring(obj.docstring.value, self.targets)
-
-    def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
-        if pkg.filepath is None or isinstance(pkg.filepath, list):
-            return
-        self._add_namespaces(pkg, Path(pkg.filepath).parent, loader)
-
-    def _add_namespaces(self, parent: griffe.Module, folder: Path, loader: Any) -> None:
-        for sub in sorted(folder.iterdir()):
-            if not sub.is_dir() or sub.name == "__pycache__" or (sub / "__init__.py").exists():
-                continue
-            if sub.name in parent.members or not any(sub.glob("*.py")):
-                continue
-            namespace = loader._create_module(sub.name, [sub])
-            parent.set_member(sub.name, namespace)
-            for source in sorted(sub.glob("*.py")):
-                module = loader._load_module(
-                    source.stem, source, submodules=False, parent=namespace
-                )
-                namespace.set_member(source.stem, module)
-            self._add_namespaces(namespace, sub, loader)
