@@ -47,7 +47,6 @@ __all__ = [
 CONFIG = "config.json"
 METADATA = "metadata.json"
 WEIGHTS = "model.weights.h5"
-WEIGHTS_NPZ = "model.weights.npz"
 ASSETS_DIR = "assets/"
 
 _CHUNK = 1 << 20

@@ -37,11 +37,10 @@ def _custom_records(configs: list[Any]) -> tuple[ObjectRecord, ...]:
         for ref in iter_references(config):
             if _is_builtin(resolver, ref) or ref.key in records:
                 continue
-            kind = "function" if ref.kind == "function" else ref.kind
             version = ref.config.get(VERSION_KEY) if isinstance(ref.config, dict) else None
             records[ref.key] = ObjectRecord(
                 key=ref.key,
-                kind=kind,
+                kind=ref.kind,
                 module=ref.module,
                 qualname=ref.name,
                 config_version=version if type(version) is int and version > 0 else 1,
