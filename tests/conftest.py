@@ -15,6 +15,7 @@ import pytest
 import keras_safe
 
 ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"  # the package of this checkout, for fresh processes
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,7 +32,7 @@ def run_python(
 
     With ``check=True`` a non-zero exit fails the test with the child's output.
     """
-    paths = [str(p) for p in (path or [])] + [str(ROOT)]
+    paths = [str(p) for p in (path or [])] + [str(SRC), str(ROOT)]
     child_env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(paths),

@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, run_python, write_module
+from conftest import ROOT, SRC, run_python, write_module
 
 import keras_safe
 from keras_safe import cli
@@ -107,7 +107,7 @@ def console_script() -> str:
 
 
 def _env(files: Files | None = None, **extra: str) -> dict[str, str]:
-    paths = ([str(files.root)] if files else []) + [str(ROOT)]
+    paths = ([str(files.root)] if files else []) + [str(SRC), str(ROOT)]
     return {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "3",
