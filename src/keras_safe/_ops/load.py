@@ -265,8 +265,8 @@ def build_model(
             raise containment.too_large(path, exceeded) from None
         raise CompatibilityError(
             f"Keras could not rebuild the model in {path} from its config: "
-            f"{type(exc).__name__}: {_first_lines(exc)}\nFix: the code of a custom class "
-            "probably changed since saving; add a migration (config_version / "
+            f"{type(exc).__name__}: {containment.first_lines(exc)}\nFix: the code of a custom "
+            "class probably changed since saving; add a migration (config_version / "
             "upgrade_config) or restore the old signature."
         ) from exc
     if exceeded:
@@ -276,11 +276,6 @@ def build_model(
             f"{path} holds a {type(model).__name__}, not a model; refusing to return it."
         )
     return model
-
-
-def _first_lines(exc: BaseException, limit: int = 800) -> str:
-    text = str(exc)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_weights(
