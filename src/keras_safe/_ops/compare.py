@@ -14,6 +14,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_safe._config.describe import defined_in_keras
+
 __all__ = [
     "SAVED_REBUILT",
     "Sides",
@@ -145,7 +147,7 @@ class _Differ:
 def _type_name(value: Any) -> str:
     """``list`` for Keras' TrackedList too: the type as the user wrote it."""
     for base in (list, tuple, dict):
-        if isinstance(value, base) and type(value).__module__.split(".")[0] == "keras":
+        if isinstance(value, base) and defined_in_keras(type(value)):
             return base.__name__
     return type(value).__name__
 
