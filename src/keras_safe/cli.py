@@ -27,6 +27,7 @@ from typing import Any
 
 from keras_safe import __version__
 from keras_safe._cli.terminal import WIDTH, Progress, progress_for, wrap
+from keras_safe._ops.options import ON_MISMATCH
 from keras_safe.errors import KerasSafeError, MissingObjectsError, _UsageError
 
 __all__ = ["EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "build_parser", "main"]
@@ -163,7 +164,7 @@ def _load_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--on-mismatch",
-        choices=("warn", "error", "ignore"),
+        choices=ON_MISMATCH,
         default="warn",
         help="changes since saving (versions, code): report (default), fail, or ignore",
     )

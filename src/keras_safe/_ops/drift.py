@@ -18,9 +18,7 @@ from keras_safe._config.registry import registry
 from keras_safe._format.manifest import Manifest, describe_object
 from keras_safe.errors import CompatibilityError, CompatibilityWarning
 
-__all__ = ["ON_MISMATCH", "find_drift", "report_drift"]
-
-ON_MISMATCH = ("warn", "error", "ignore")
+__all__ = ["find_drift", "report_drift"]
 
 _ENVIRONMENT_KEYS = (("keras", "Keras"), ("backend", "Keras backend"), ("tensorflow", "TensorFlow"))
 

@@ -1,4 +1,8 @@
-"""The validated arguments of ``load``, ``inspect`` and ``verify``, checked before any read."""
+"""The validated arguments of ``load``, ``inspect`` and ``verify``, checked before any read.
+
+Importing this module does not import Keras: the command line offers
+:data:`ON_MISMATCH` in its help.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from keras_safe._format.limits import ArchiveLimits, resolve_limits
-from keras_safe._guard.allowlist import normalize_prefixes
-from keras_safe._ops.drift import ON_MISMATCH
 from keras_safe.errors import _UsageError
 
-__all__ = ["LoadOptions", "as_path", "existing_path", "sniff"]
+__all__ = ["ON_MISMATCH", "LoadOptions", "as_path", "existing_path", "sniff"]
+
+ON_MISMATCH = ("warn", "error", "ignore")
+"""What ``on_mismatch`` may say about changes since saving: report, fail, or accept."""
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -57,6 +62,8 @@ class LoadOptions:
                 raise _UsageError(
                     f"expected_digest must be 64 hex digits (a SHA-256), got {expected_digest!r}."
                 )
+        from keras_safe._guard.allowlist import normalize_prefixes  # imports Keras
+
         try:
             prefixes = normalize_prefixes(allow_imports)
         except ValueError as exc:
