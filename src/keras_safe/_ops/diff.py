@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_safe._format.integrity import check_digest, check_member_list, parse_json, read_manifest
-from keras_safe._format.manifest import Manifest, ObjectRecord
+from keras_safe._format.manifest import ENVIRONMENT_LABELS, Manifest, ObjectRecord
 from keras_safe._format.reader import CONFIG, METADATA, WEIGHTS, ArchiveReader
 from keras_safe._ops.compare import Sides, config_differences
 from keras_safe._ops.diff_weights import Progress, WeightChange, weight_changes
@@ -38,13 +38,6 @@ A_B = Sides(
     counts="a has {left} items, b has {right}",
 )
 
-_ENVIRONMENT = (
-    ("keras_safe", "keras_safe"),
-    ("keras", "Keras"),
-    ("backend", "backend"),
-    ("tensorflow", "TensorFlow"),
-    ("python", "Python"),
-)
 _OBJECT_FIELDS = (
     ("module", "module"),
     ("qualname", "qualified name"),
@@ -235,7 +228,7 @@ class _Side:
 
 
 def _version_lines(a: Manifest, b: Manifest) -> Iterator[str]:
-    for key, label in _ENVIRONMENT:
+    for key, label in ENVIRONMENT_LABELS.items():
         left, right = a.environment.get(key), b.environment.get(key)
         if left != right:
             yield f"{label}: a {left or 'unknown'}, b {right or 'unknown'}"
