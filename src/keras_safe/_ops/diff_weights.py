@@ -18,6 +18,7 @@ import ml_dtypes
 import numpy as np
 
 from keras_safe._format.reader import WEIGHTS, ArchiveReader
+from keras_safe._guard.hdf5_bounds import datasets
 
 __all__ = ["WeightChange", "weight_changes"]
 
@@ -62,19 +63,6 @@ class WeightChange:
         if self.max_abs is not None:
             amount += f" (max abs difference {self.max_abs:.6g})"
         return f"{where} {self.a}: {amount}"
-
-
-def _datasets(handle: Any) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    if handle is None:
-        return found
-
-    def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
-            found[name] = obj
-
-    handle.visititems(visit)
-    return found
 
 
 def _by_layer_name(datasets: dict[str, Any]) -> dict[str, Any] | None:
@@ -142,6 +130,10 @@ def _owner(dataset: Any) -> str | None:
     if isinstance(name, bytes):
         name = name.decode("utf-8", "replace")
     return name if isinstance(name, str) else None
+
+
+def _datasets(handle: Any) -> dict[str, Any]:
+    return {} if handle is None else datasets(handle)
 
 
 def _open_weights(reader: ArchiveReader) -> Any:

@@ -19,7 +19,7 @@ from keras_safe._format.manifest import Manifest, MemberRecord, ModelSummary, Ob
 from keras_safe._format.reader import METADATA, WEIGHTS, ArchiveReader
 from keras_safe._guard import containment
 from keras_safe._guard.allowlist import Reference, Resolver, iter_references, resolve_all
-from keras_safe._guard.hdf5_bounds import scan_weights
+from keras_safe._guard.hdf5_bounds import dataset_shapes, scan_weights
 from keras_safe._guard.json_bounds import parse_json_object
 from keras_safe.errors import CompatibilityError, IntegrityError, KerasSafeError
 
@@ -100,17 +100,6 @@ def _summary(
     )
 
 
-def _h5_shapes(handle: Any) -> dict[str, tuple[tuple[int, ...], str]]:
-    found: dict[str, tuple[tuple[int, ...], str]] = {}
-
-    def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
-            found[name] = (tuple(obj.shape), str(obj.dtype))
-
-    handle.visititems(visit)
-    return found
-
-
 def derive_manifest(reader: ArchiveReader, config: dict[str, Any]) -> Manifest:
     """A manifest for a plain ``.keras`` archive, read off its config and members."""
     shapes: dict[str, tuple[tuple[int, ...], str]] = {}
@@ -119,7 +108,7 @@ def derive_manifest(reader: ArchiveReader, config: dict[str, Any]) -> Manifest:
             with h5py.File(reader.window(WEIGHTS), "r") as handle:
                 where = f"{WEIGHTS} in {reader.path}"
                 scan_weights(handle, where, reader.limits, reader.size(WEIGHTS))
-                shapes = _h5_shapes(handle)
+                shapes = dataset_shapes(handle)
         except OSError:
             shapes = {}
     keras_version = None
@@ -186,7 +175,7 @@ def inspect_h5(path: Path, limits: ArchiveLimits | None = None) -> Manifest:
     with _open_h5(path, limits or ArchiveLimits()) as handle:
         model_config, training = _h5_configs(handle, path, limits or ArchiveLimits())
         weights = handle.get("model_weights", handle)
-        shapes = _h5_shapes(weights)
+        shapes = dataset_shapes(weights)
         keras_version = handle.attrs.get("keras_version")
     if isinstance(keras_version, bytes):
         keras_version = keras_version.decode("utf-8", "replace")

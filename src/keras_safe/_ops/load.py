@@ -38,7 +38,7 @@ from keras_safe._format.manifest import Manifest, environment
 from keras_safe._format.reader import ASSETS_DIR, CONFIG, WEIGHTS, ArchiveReader
 from keras_safe._guard import containment
 from keras_safe._guard.allowlist import Resolved, Resolver, resolve_all
-from keras_safe._guard.hdf5_bounds import DatasetChecker, scan_weights
+from keras_safe._guard.hdf5_bounds import DatasetChecker, dataset_shapes, scan_weights
 from keras_safe._ops import foreign
 from keras_safe._ops.drift import find_drift, report_drift
 from keras_safe._ops.options import LoadOptions, as_path, existing_path, sniff
@@ -307,7 +307,7 @@ def load_weights(
             errors, warned = _keras.load_state(model, store, assets_dir)
             if store.check.refusals:
                 raise UnsafeModelError("\n".join(dict.fromkeys(store.check.refusals)))
-            datasets = store.datasets()
+            datasets = dataset_shapes(store.h5_file)
         finally:
             store.close()
     has_optimizer = options.compile and getattr(model, "optimizer", None) is not None
