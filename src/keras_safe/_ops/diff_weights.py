@@ -17,6 +17,7 @@ import h5py
 import ml_dtypes
 import numpy as np
 
+from keras_safe._format.integrity import Progress
 from keras_safe._format.reader import WEIGHTS, ArchiveReader
 from keras_safe._guard.hdf5_bounds import datasets
 from keras_safe._ops.compare import bits_differ
@@ -25,9 +26,6 @@ __all__ = ["WeightChange", "weight_changes"]
 
 _CHUNK_BYTES = 16 << 20
 _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
-
-Progress = Callable[[str, int], Callable[[int], None]]
-"""``progress(title, total_bytes)`` starts a phase and returns ``advance(n_bytes)``."""
 
 
 @dataclass(frozen=True)

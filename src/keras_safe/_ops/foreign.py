@@ -14,6 +14,7 @@ import h5py
 
 from keras_safe import _keras
 from keras_safe._config.migration import VERSION_KEY
+from keras_safe._format.integrity import recorded_members
 from keras_safe._format.limits import ArchiveLimits
 from keras_safe._format.manifest import Manifest, MemberRecord, ModelSummary, ObjectRecord
 from keras_safe._format.reader import METADATA, WEIGHTS, ArchiveReader
@@ -123,11 +124,7 @@ def derive_manifest(reader: ArchiveReader, config: dict[str, Any]) -> Manifest:
         saved_at=None,
         model=_summary(config, shapes),
         objects=_custom_records([config]),
-        members={
-            name: MemberRecord(None, info.file_size)
-            for name, info in reader.members.items()
-            if name != METADATA
-        },
+        members={name: MemberRecord(None, reader.size(name)) for name in recorded_members(reader)},
         digest=None,
         written_by="keras",
     )

@@ -210,7 +210,7 @@ def load_archive(reader: ArchiveReader, options: LoadOptions, *, own_file: bool 
     if manifest is not None:
         check_member_list(manifest, reader)
         check_digest(reader, manifest, CONFIG, _sha256(config_bytes))
-        hasher = Hasher(reader, [n for n in manifest.members if n != CONFIG])
+        hasher = Hasher(reader, manifest, [n for n in manifest.members if n != CONFIG])
         hasher.start()
     try:
         config = parse_json(config_bytes, CONFIG, path, reader.limits)
@@ -224,11 +224,11 @@ def load_archive(reader: ArchiveReader, options: LoadOptions, *, own_file: bool 
         weights_bytes = reader.size(WEIGHTS) if reader.has(WEIGHTS) else 0
         model = build_model(config, resolver.keras_custom_objects(), path, weights_bytes)
         if hasher is not None and not own_file:
-            hasher.check(manifest)  # type: ignore[arg-type]
+            hasher.check()
             hasher = None
         load_weights(model, reader, options, resolved)
         if hasher is not None:
-            hasher.check(manifest)  # type: ignore[arg-type]
+            hasher.check()
             hasher = None
     finally:
         if hasher is not None:
