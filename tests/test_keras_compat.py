@@ -10,12 +10,14 @@ from __future__ import annotations
 import ast
 import enum
 import inspect
+import threading
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import pytest
+from conftest import run_python
 
 import keras_safe
 from keras_safe import _keras
@@ -409,3 +411,82 @@ class Thing:
         klass._keras_safe_plan = None
 '''
     assert _private_api_uses(code) == []
+
+
+# -- the variable budget's hook, with threads ------------------------------------------
+
+RACE_CHILD = """
+import threading, time, types
+import numpy as np
+import keras
+from keras.src.backend.common import variables
+from keras_safe._keras import models
+
+
+DELAYS = {"early": 0.2, "late": 1.0}
+
+
+class Slow(types.ModuleType):
+    # Looking Variable up takes a while: both threads are inside the install
+    # at once, and the late one looks only after the early one has finished.
+    def __getattribute__(self, name):
+        if name == "Variable":
+            time.sleep(DELAYS.get(threading.current_thread().name, 0))
+        return super().__getattribute__(name)
+
+
+variables.__class__ = Slow
+threads = [threading.Thread(target=models._install_budget_hook, name=n) for n in DELAYS]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+variables.__class__ = types.ModuleType
+try:
+    with models.variable_budget(40) as exceeded:  # one float32 variable of 10 values
+        keras.Variable(np.zeros(10, "float32"))
+except models.VariableBudgetExceeded as exc:  # charged twice: wrapped twice
+    exceeded = [str(exc)]
+print(f"exceeded: {exceeded}" if exceeded else "charged once")
+"""
+
+
+def test_two_threads_installing_the_budget_hook_wrap_keras_once() -> None:
+    proc = run_python(RACE_CHILD)
+    assert proc.stdout.strip().splitlines()[-1] == "charged once", proc.stdout
+
+
+def test_two_threads_load_a_saved_model_at_once(tmp_path: Path) -> None:
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(hidden), name="twin")
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    model.fit(x, np.ones((16, 2), "float32"), batch_size=8, verbose=0)
+    path = tmp_path / "twin.keras"
+    keras_safe.save(model, path)
+    expected = np.asarray(model(x, training=False))
+
+    start = threading.Barrier(2)
+    loaded: dict[int, Any] = {}
+    failures: list[BaseException] = []
+
+    def load(index: int) -> None:
+        try:
+            start.wait(timeout=60)
+            loaded[index] = keras_safe.load(path)
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert failures == []
+    assert sorted(loaded) == [0, 1] and loaded[0] is not loaded[1]
+    for twin in loaded.values():
+        for saved, rebuilt in zip(model.weights, twin.weights, strict=True):
+            np.testing.assert_array_equal(np.asarray(rebuilt), np.asarray(saved))
+        assert int(twin.optimizer.iterations) == int(model.optimizer.iterations)
+        np.testing.assert_array_equal(np.asarray(twin(x, training=False)), expected)
