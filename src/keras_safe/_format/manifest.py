@@ -23,6 +23,7 @@ import keras
 from keras_safe.errors import IntegrityError
 
 __all__ = [
+    "ENVIRONMENT_LABELS",
     "FORMAT_VERSION",
     "Manifest",
     "MemberRecord",
@@ -279,6 +280,16 @@ def content_digest(members: Mapping[str, MemberRecord]) -> str:
     return hashlib.sha256(
         json.dumps(listing, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
+
+
+ENVIRONMENT_LABELS: Mapping[str, str] = {
+    "keras_safe": "keras_safe",
+    "keras": "Keras",
+    "backend": "backend",
+    "tensorflow": "TensorFlow",
+    "python": "Python",
+}
+"""How text names each key of :func:`environment`, in the order it lists them."""
 
 
 def environment() -> dict[str, str | None]:
