@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, SRC
 
 EXAMPLES = ROOT / "examples"
 _MAIN_GUARD = re.compile(r"""^if __name__ == ["']__main__["']:""", re.MULTILINE)
@@ -34,7 +34,7 @@ def test_examples_are_discovered() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("example", runnable_examples(), ids=lambda p: p.name)
 def test_example_runs(example: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": f"{SRC}{os.pathsep}{ROOT}"}
     proc = subprocess.run(
         [sys.executable, str(example)],
         cwd=tmp_path,

@@ -144,7 +144,8 @@ def sharing_objects() -> bool:
 # memory is allocated, so a budget checked there refuses the model first.
 
 _budget = threading.local()
-_installed: list[Any] = []
+_install_lock = threading.Lock()
+_HOOK_MARK = "_keras_safe_budget_hook"  # set on the installed wrapper
 
 
 class VariableBudgetExceeded(Exception):
@@ -152,11 +153,24 @@ class VariableBudgetExceeded(Exception):
 
 
 def _install_budget_hook() -> None:
-    if _installed:
-        return
+    """Wrap ``Variable._validate_shape`` once per process, however many threads load at once.
+
+    The wrapper is process-wide (the budget it charges is per thread) and
+    carries a mark, so a method already wrapped is never wrapped again.
+    """
     from keras.src.backend.common import variables
 
-    original = variables.Variable._validate_shape
+    if getattr(variables.Variable._validate_shape, _HOOK_MARK, False):
+        return
+    with _install_lock:
+        original = variables.Variable._validate_shape
+        if getattr(original, _HOOK_MARK, False):
+            return  # another thread installed it meanwhile
+        variables.Variable._validate_shape = _budget_hook(original)
+
+
+def _budget_hook(original: Any) -> Any:
+    """``Variable._validate_shape`` that also charges the shape to this thread's budget."""
 
     def _validate_shape(self: Any, shape: Any) -> Any:
         shape = original(self, shape)
@@ -172,8 +186,8 @@ def _install_budget_hook() -> None:
             _budget.remaining = remaining - need
         return shape
 
-    variables.Variable._validate_shape = _validate_shape
-    _installed.append(original)
+    setattr(_validate_shape, _HOOK_MARK, True)
+    return _validate_shape
 
 
 def _nbytes(shape: Any, dtype: Any) -> int:
@@ -220,11 +234,19 @@ def variable_budget(nbytes: int, build_bytes: int | None = None) -> Iterator[lis
 
 
 def _install_build_hooks() -> None:
-    if len(_installed) > 1:
-        return
+    """Wrap ``Normalization.build`` and ``Orthogonal.__call__`` once per process (marked)."""
     from keras.src.initializers import random_initializers
     from keras.src.layers.preprocessing import normalization
 
+    if getattr(normalization.Normalization.build, _HOOK_MARK, False):
+        return
+    with _install_lock:
+        if getattr(normalization.Normalization.build, _HOOK_MARK, False):
+            return
+        _wrap_build_hooks(normalization, random_initializers)
+
+
+def _wrap_build_hooks(normalization: Any, random_initializers: Any) -> None:
     original_build = normalization.Normalization.build
     original_orthogonal = random_initializers.Orthogonal.__call__
 
@@ -255,9 +277,10 @@ def _install_build_hooks() -> None:
             return ops.zeros(shape, dtype=dtype)
         return original_orthogonal(self, shape, dtype)
 
-    normalization.Normalization.build = build
+    setattr(orthogonal, _HOOK_MARK, True)
     random_initializers.Orthogonal.__call__ = orthogonal
-    _installed.append((original_build, original_orthogonal))
+    setattr(build, _HOOK_MARK, True)
+    normalization.Normalization.build = build  # last: its mark says both are installed
 
 
 def model_variables(model: Any, with_optimizer: bool) -> list[Any]:

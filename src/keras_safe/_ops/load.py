@@ -39,7 +39,7 @@ from keras_safe._format.manifest import Manifest, environment
 from keras_safe._format.reader import ASSETS_DIR, CONFIG, WEIGHTS, ArchiveReader
 from keras_safe._guard import containment
 from keras_safe._guard.allowlist import Resolved, Resolver, resolve_all
-from keras_safe._guard.hdf5_bounds import DatasetChecker, open_weights, scan_weights
+from keras_safe._guard.hdf5_bounds import DatasetChecker, dataset_shapes, open_weights, scan_weights
 from keras_safe._guard.resources import (
     BuildEstimate,
     asset_vocabulary_bytes,
@@ -47,8 +47,15 @@ from keras_safe._guard.resources import (
     screen_resources,
 )
 from keras_safe._ops import foreign
-from keras_safe._ops.drift import OnMismatch, find_drift, report_drift
-from keras_safe._ops.options import LoadKwargs, LoadOptions, as_path, existing_path, sniff
+from keras_safe._ops.drift import find_drift, report_drift
+from keras_safe._ops.options import (
+    LoadKwargs,
+    LoadOptions,
+    OnMismatch,
+    as_path,
+    existing_path,
+    sniff,
+)
 from keras_safe.errors import (
     CompatibilityError,
     IntegrityError,
@@ -222,7 +229,7 @@ def load_archive(reader: ArchiveReader, options: LoadOptions, *, own_file: bool 
     if manifest is not None:
         check_member_list(manifest, reader)
         check_digest(reader, manifest, CONFIG, _sha256(config_bytes))
-        hasher = Hasher(reader, [n for n in manifest.members if n != CONFIG])
+        hasher = Hasher(reader, manifest, [n for n in manifest.members if n != CONFIG])
         hasher.start()
     try:
         config = parse_json(config_bytes, CONFIG, path, reader.limits)
@@ -241,11 +248,11 @@ def load_archive(reader: ArchiveReader, options: LoadOptions, *, own_file: bool 
             weights_bytes = min(reader.size(WEIGHTS), reader.members[WEIGHTS].compress_size)
         model = build_model(config, resolver.keras_custom_objects(), path, weights_bytes, estimate)
         if hasher is not None and not own_file:
-            hasher.check(manifest)  # type: ignore[arg-type]
+            hasher.check()
             hasher = None
         load_weights(model, reader, options, resolved, estimate)
         if hasher is not None:
-            hasher.check(manifest)  # type: ignore[arg-type]
+            hasher.check()
             hasher = None
     finally:
         if hasher is not None:
@@ -286,8 +293,8 @@ def build_model(
             raise containment.too_large(path, exceeded) from None
         raise CompatibilityError(
             f"Keras could not rebuild the model in {path} from its config: "
-            f"{type(exc).__name__}: {_first_lines(exc)}\nFix: the code of a custom class "
-            "probably changed since saving; add a migration (config_version / "
+            f"{type(exc).__name__}: {containment.first_lines(exc)}\nFix: the code of a custom "
+            "class probably changed since saving; add a migration (config_version / "
             "upgrade_config) or restore the old signature."
         ) from exc
     if exceeded:
@@ -297,11 +304,6 @@ def build_model(
             f"{path} holds a {type(model).__name__}, not a model; refusing to return it."
         )
     return model
-
-
-def _first_lines(exc: BaseException, limit: int = 800) -> str:
-    text = str(exc)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_weights(
@@ -337,7 +339,7 @@ def load_weights(
             errors, warned = _keras.load_state(model, store, assets_dir)
             if store.check.refusals:
                 raise UnsafeModelError("\n".join(dict.fromkeys(store.check.refusals)))
-            datasets = store.datasets()
+            datasets = dataset_shapes(store.h5_file)
         finally:
             store.close()
     has_optimizer = options.compile and getattr(model, "optimizer", None) is not None
