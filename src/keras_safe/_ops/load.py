@@ -12,6 +12,7 @@ model is returned only if every weight in the file went into it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -150,9 +151,12 @@ def inspect(filepath: str | os.PathLike[str], *, limits: ArchiveLimits | None = 
             config = parse_json(reader.read(CONFIG), CONFIG, path, checked)
             check_config(config, path, checked)
             if reader.has(WEIGHTS):
-                # The same HDF5 checks as load and diff, though inspect reads no weight.
+                # The same HDF5 checks as load and diff, though inspect reads no
+                # weight; weights that are not HDF5 at all (damage) do not stop it.
                 where = f"{WEIGHTS} in {path}"
-                open_weights(reader.window(WEIGHTS), where, checked, reader.size(WEIGHTS)).close()
+                with contextlib.suppress(IntegrityError):
+                    window = reader.window(WEIGHTS)
+                    open_weights(window, where, checked, reader.size(WEIGHTS)).close()
             if manifest is None:
                 manifest = foreign.derive_manifest(reader, config)
             return migration.with_aliases(manifest)
