@@ -13,9 +13,16 @@ Keras upgrade that moves them breaks this package (covered by
 
 The rest of keras_safe imports from here only (``from keras_safe import
 _keras``), never from ``keras.src``.
+
+``compat`` holds the shims for older Keras releases; importing this package
+on a Keras older than ``compat.MIN_KERAS`` raises ``CompatibilityError``.
 """
 
 from __future__ import annotations
+
+from keras_safe._keras import compat
+
+compat.check_keras_version()
 
 from keras_safe._keras.deferred import (
     cache_attr_skipsets,
@@ -68,6 +75,7 @@ __all__ = [
     "build_by_running",
     "builtin_function_modules",
     "cache_attr_skipsets",
+    "compat",
     "count_layers",
     "deferred_scope",
     "deferred_variables",

@@ -1,0 +1,154 @@
+"""Shims for the Keras 3 releases keras_safe supports that lack a newer private API.
+
+Each shim uses Keras' own function where the installed Keras has it and
+otherwise does what that function does (same algorithm, same checks), so
+the result is the same on every supported release. Detection is by feature
+(``hasattr``), not by version number; ``tests/test_keras_compat.py`` pins,
+per Keras version, which branch is taken and that both agree.
+
+The oldest Keras keras_safe runs on is ``MIN_KERAS``; ``keras_safe`` refuses
+to import on anything older (see ``check_keras_version``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import h5py
+import keras
+from keras.src.saving import saving_lib, serialization_lib
+
+from keras_safe.errors import CompatibilityError
+
+# Keras 3.10 rebuilds a Functional model's keras.ops nodes under new names
+# ("mean" comes back as "mean_2"), so save(verify=True) refuses such models
+# there; 3.11 is the oldest release the whole test suite passes on.
+MIN_KERAS = (3, 11, 0)
+
+
+def keras_version() -> tuple[int, int, int]:
+    """The installed Keras version as ``(major, minor, patch)`` (suffixes dropped)."""
+    parts = []
+    for part in keras.version().split(".")[:3]:
+        digits = ""
+        for char in part:
+            if not char.isdigit():
+                break
+            digits += char
+        parts.append(int(digits or 0))
+    while len(parts) < 3:
+        parts.append(0)
+    return parts[0], parts[1], parts[2]
+
+
+def check_keras_version() -> None:
+    """Refuse a Keras older than ``MIN_KERAS`` with an error that says what to do."""
+    if keras_version() < MIN_KERAS:
+        need = ".".join(map(str, MIN_KERAS))
+        raise CompatibilityError(
+            f"keras_safe needs Keras >= {need}; Keras {keras.version()} is installed. "
+            f'Fix: pip install --upgrade "keras>={need}".'
+        )
+
+
+# -- saving_lib._get_unique_name (Keras >= 3.15) ------------------------------------
+
+
+def _get_unique_name_fallback(name: str, used_names: dict[str, int]) -> str:
+    # Keras < 3.15 inlines this in _save_container_state/_load_container_state.
+    if name in used_names:
+        used_names[name] += 1
+        return f"{name}_{used_names[name]}"
+    used_names[name] = 0
+    return name
+
+
+get_unique_name = getattr(saving_lib, "_get_unique_name", _get_unique_name_fallback)
+
+# Keras >= 3.15 (PR #22362) saves a container nested in a container as a
+# ``container``, ``container_1`` ... group and walks sets no more; older
+# releases skip nested containers and walk sets found as attributes.
+NESTED_CONTAINERS = hasattr(saving_lib, "_container_path_present")
+WALKED_CONTAINERS: tuple[type, ...] = (
+    (list, dict, tuple) if NESTED_CONTAINERS else (list, dict, tuple, set)
+)
+
+
+# -- saving_lib.safe_get_h5_dataset (Keras >= 3.14; the bomb check >= 3.15) ----------
+
+_H5_DATASET_BOMB_FLOOR_BYTES = 1 << 32
+_H5_DATASET_MAX_EXPANSION = 1000
+
+
+def _safe_get_h5_dataset_fallback(group: Any, name: str) -> Any:
+    # Keras 3.15's checks (keras_safe's own _guard.hdf5_bounds has already
+    # refused links, external and virtual storage before Keras reads).
+    if "/" in name:
+        group_name, name = name.rsplit("/", 1)
+        for part in group_name.split("/"):
+            if not part:
+                raise ValueError(f"Invalid path in H5 file: {group_name}/{name}")
+            if part not in group:
+                raise KeyError(group_name)
+            link = group.get(part, default=None, getclass=True, getlink=True)
+            if link in (h5py.ExternalLink, h5py.SoftLink):
+                raise ValueError(f"Not allowed: H5 file with {link.__name__}")
+            group = group[part]
+            if not isinstance(group, h5py.Group):
+                raise ValueError(f"Invalid H5 file, expected Group but received {type(group)}")
+    if name not in group:
+        raise KeyError(name)
+    link = group.get(name, default=None, getclass=True, getlink=True)
+    if link in (h5py.ExternalLink, h5py.SoftLink):
+        raise ValueError(f"Not allowed: H5 file with {link.__name__}")
+    dataset = group[name]
+    if not isinstance(dataset, h5py.Dataset):
+        raise ValueError(f"Invalid H5 file, expected Dataset, received {type(dataset)}")
+    if dataset.external:
+        raise ValueError(f"Not allowed: H5 file with external Dataset: {dataset.external}")
+    if dataset.is_virtual:
+        raise ValueError("Not allowed: H5 file with virtual Dataset")
+    declared = math.prod(dataset.shape) * dataset.dtype.itemsize
+    stored = dataset.id.get_storage_size()
+    if declared > _H5_DATASET_BOMB_FLOOR_BYTES and declared > _H5_DATASET_MAX_EXPANSION * stored:
+        raise ValueError(
+            f"Not allowed: H5 dataset '{name}' declares {declared} bytes but only "
+            f"{stored} are stored on disk; refusing to load a potential "
+            "decompression/shape bomb."
+        )
+    return dataset
+
+
+safe_get_h5_dataset = getattr(saving_lib, "safe_get_h5_dataset", _safe_get_h5_dataset_fallback)
+
+
+# -- H5IOStore.has_path (Keras >= 3.15) ------------------------------------------------
+
+
+def h5_store_has_path(store: Any, path: str) -> bool:
+    """``store.has_path(path)``; Keras < 3.15's H5IOStore has no such method."""
+    own = getattr(saving_lib.H5IOStore, "has_path", None)
+    if own is not None:
+        return bool(own(store, path))
+    return path in store.h5_file
+
+
+# -- legacy_h5_format.load_model_from_hdf5(safe_mode=...) (Keras >= 3.11) -------------
+
+
+def load_model_from_hdf5(handle: Any, custom_objects: dict[str, Any], compile: bool) -> Any:
+    """Keras' legacy ``.h5`` loader in safe mode.
+
+    Keras >= 3.11 takes ``safe_mode`` and enters ``SafeModeScope`` itself;
+    3.10 takes no such argument, so the same scope is entered here.
+    """
+    import inspect
+
+    from keras.src.legacy.saving import legacy_h5_format
+
+    loader = legacy_h5_format.load_model_from_hdf5
+    if "safe_mode" in inspect.signature(loader).parameters:
+        return loader(handle, custom_objects=custom_objects, compile=compile, safe_mode=True)
+    with serialization_lib.SafeModeScope(True):
+        return loader(handle, custom_objects=custom_objects, compile=compile)
