@@ -14,16 +14,14 @@ Keras upgrade that moves them breaks this package (covered by
 The rest of keras_safe imports from here only (``from keras_safe import
 _keras``), never from ``keras.src``.
 
-``compat`` holds the shims for older Keras releases; importing this package
-on a Keras older than ``compat.MIN_KERAS`` raises ``CompatibilityError``.
+``compat`` holds the shims for older Keras releases; importing it (and so
+this package) on a Keras older than ``compat.MIN_KERAS`` raises
+``CompatibilityError``.
 """
 
 from __future__ import annotations
 
-from keras_safe._keras import compat
-
-compat.check_keras_version()
-
+from keras_safe._keras import compat  # first: refuses a Keras that is too old
 from keras_safe._keras.deferred import (
     cache_attr_skipsets,
     deferred_scope,

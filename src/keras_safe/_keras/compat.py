@@ -6,8 +6,10 @@ the result is the same on every supported release. Detection is by feature
 (``hasattr``), not by version number; ``tests/test_keras_compat.py`` pins,
 per Keras version, which branch is taken and that both agree.
 
-The oldest Keras keras_safe runs on is ``MIN_KERAS``; ``keras_safe`` refuses
-to import on anything older (see ``check_keras_version``).
+The oldest Keras keras_safe runs on is ``MIN_KERAS``; importing this module
+on anything older raises ``CompatibilityError`` (``check_keras_version``), so
+every keras_safe call that needs Keras refuses it with a message that says
+what to install.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import h5py
 import keras
-from keras.src.saving import saving_lib, serialization_lib
+from keras.src.saving import saving_lib
 
 from keras_safe.errors import CompatibilityError
 
@@ -50,6 +52,9 @@ def check_keras_version() -> None:
             f"keras_safe needs Keras >= {need}; Keras {keras.version()} is installed. "
             f'Fix: pip install --upgrade "keras>={need}".'
         )
+
+
+check_keras_version()
 
 
 # -- saving_lib._get_unique_name (Keras >= 3.15) ------------------------------------
@@ -132,23 +137,3 @@ def h5_store_has_path(store: Any, path: str) -> bool:
     if own is not None:
         return bool(own(store, path))
     return path in store.h5_file
-
-
-# -- legacy_h5_format.load_model_from_hdf5(safe_mode=...) (Keras >= 3.11) -------------
-
-
-def load_model_from_hdf5(handle: Any, custom_objects: dict[str, Any], compile: bool) -> Any:
-    """Keras' legacy ``.h5`` loader in safe mode.
-
-    Keras >= 3.11 takes ``safe_mode`` and enters ``SafeModeScope`` itself;
-    3.10 takes no such argument, so the same scope is entered here.
-    """
-    import inspect
-
-    from keras.src.legacy.saving import legacy_h5_format
-
-    loader = legacy_h5_format.load_model_from_hdf5
-    if "safe_mode" in inspect.signature(loader).parameters:
-        return loader(handle, custom_objects=custom_objects, compile=compile, safe_mode=True)
-    with serialization_lib.SafeModeScope(True):
-        return loader(handle, custom_objects=custom_objects, compile=compile)

@@ -277,4 +277,8 @@ def load_legacy_h5(handle: h5py.File, custom_objects: dict[str, Any], compile: b
     replaced after the checks would be loaded unchecked; Keras' legacy loader
     accepts the open ``h5py.File`` itself.
     """
-    return compat.load_model_from_hdf5(handle, custom_objects, compile)
+    from keras.src.legacy.saving import legacy_h5_format
+
+    return legacy_h5_format.load_model_from_hdf5(
+        handle, custom_objects=custom_objects, compile=compile, safe_mode=True
+    )
