@@ -473,3 +473,68 @@ def test_weight_path_renames_follows_the_installed_keras_walk(tmp_path: Path) ->
             "layers/__holder/blocks/container/old_dense"
         )
     assert renames == expected
+
+
+@keras.saving.register_keras_serializable(package="test_keras_compat")
+class _SavedHolder(_Holder):
+    pass
+
+
+def _holder_model() -> Any:
+    inputs = keras.Input((3,))
+    return keras.Model(inputs, _SavedHolder(name="holder")(inputs), name="model")
+
+
+def test_unsaved_nested_objects_lists_what_this_keras_leaves_out() -> None:
+    model = _holder_model()
+    if KERAS >= (3, 15, 0):
+        assert compat.unsaved_nested_objects(model) == []
+    else:
+        assert compat.unsaved_nested_objects(model) == ["model.layers[1].blocks[1][0]"]
+    # A Functional model's own nested containers (_operations_by_depth) repeat
+    # its layers, which are saved: nothing to report on any Keras.
+    inputs = keras.Input((3,))
+    plain = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(2)(inputs)))
+    assert compat.unsaved_nested_objects(plain) == []
+
+
+@pytest.mark.skipif(KERAS >= (3, 15, 0), reason="Keras >= 3.15 saves nested containers")
+def test_old_keras_refuses_to_save_layers_in_nested_containers(tmp_path: Path) -> None:
+    with pytest.raises(keras_safe.CompatibilityError) as caught:
+        keras_safe.save(_holder_model(), tmp_path / "m.keras", verify=False)
+    message = str(caught.value)
+    assert message.startswith(
+        "Saving layers kept in a list or dict nested inside another list or dict attribute "
+        "(model.layers[1].blocks[1][0]) needs Keras >= 3.15: "
+        f"Keras {keras.version()} does not save their weights"
+    )
+    assert 'Fix: pip install --upgrade "keras>=3.15"' in message
+    assert not (tmp_path / "m.keras").exists()
+
+
+@pytest.mark.skipif(KERAS < (3, 15, 0), reason="Keras < 3.15 cannot save nested containers")
+def test_new_keras_saves_layers_in_nested_containers(tmp_path: Path) -> None:
+    model = _holder_model()
+    x = np.ones((2, 3), dtype="float32")
+    keras_safe.save(model, tmp_path / "m.keras", sample_input=x)
+    np.testing.assert_array_equal(keras_safe.load(tmp_path / "m.keras")(x), model(x))
+
+
+def test_nested_container_weights_explains_unread_container_groups() -> None:
+    paths = [
+        "layers/holder/blocks/container/dense/vars/0",
+        "layers/holder/blocks/container/dense/vars/1",
+    ]
+    hint = compat.nested_container_weights(paths)
+    assert compat.nested_container_weights(["layers/dense/vars/0"]) is None
+    assert compat.nested_container_weights(["layers/container_x/vars/0"]) is None
+    if KERAS >= (3, 15, 0):
+        assert hint is None
+    else:
+        assert hint == (
+            "weights of layers kept in a list or dict nested inside another list or dict "
+            "(layers/holder/blocks/container/dense/vars/0 ...) were saved by Keras >= 3.15; "
+            f"loading them needs Keras >= 3.15, and Keras {keras.version()} is installed. "
+            'Fix: pip install --upgrade "keras>=3.15".'
+        )
+        assert compat.nested_container_weights(["a/container_2/dense/vars/0"]) is not None

@@ -137,3 +137,101 @@ def h5_store_has_path(store: Any, path: str) -> bool:
     if own is not None:
         return bool(own(store, path))
     return path in store.h5_file
+
+
+# -- layers kept in a container nested in a container (saved by Keras >= 3.15) -------
+
+_NESTED_FIX = 'Fix: pip install --upgrade "keras>=3.15"'
+
+
+def _has_variables(obj: Any) -> bool:
+    try:
+        return bool(getattr(obj, "variables", None))
+    except Exception:
+        return False
+
+
+def unsaved_nested_objects(model: Any) -> list[str]:
+    """Objects with variables that this Keras would not save: ``["holder.blocks[1][0]"]``.
+
+    Keras < 3.15 saves the objects it finds in a list, tuple, dict or set
+    attribute but skips a container inside such a container, so a layer
+    kept only there (``self.blocks = [Dense(2), [Dense(2)]]``) is written
+    without its weights and loads freshly initialized. Objects also reached
+    another way (a Functional model's ``_operations_by_depth`` repeats its
+    ``layers``) are saved there and not listed. Empty on Keras >= 3.15.
+    """
+    if NESTED_CONTAINERS:
+        return []
+    from keras.src.saving.keras_saveable import KerasSaveable
+
+    visited: set[int] = set()
+    nested: list[tuple[str, Any]] = []
+
+    def visit(obj: Any, where: str) -> None:
+        if id(obj) in visited:
+            return
+        visited.add(id(obj))
+        for attr, child in saving_lib._walk_saveable(obj):
+            if isinstance(child, KerasSaveable):
+                visit(child, f"{where}.{attr}")
+            elif isinstance(child, WALKED_CONTAINERS):
+                container: Any = child
+                items = container.items() if isinstance(container, dict) else enumerate(container)
+                for key, item in items:
+                    if isinstance(item, KerasSaveable):
+                        visit(item, f"{where}.{attr}[{key!r}]")
+                    elif isinstance(item, (list, dict, tuple, set)):
+                        collect(item, f"{where}.{attr}[{key!r}]", set())
+
+    def collect(container: Any, where: str, seen: set[int]) -> None:
+        if id(container) in seen:
+            return
+        seen.add(id(container))
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, item in items:
+            if isinstance(item, KerasSaveable):
+                nested.append((f"{where}[{key!r}]", item))
+            elif isinstance(item, (list, dict, tuple, set)):
+                collect(item, f"{where}[{key!r}]", seen)
+
+    visit(model, getattr(model, "name", type(model).__name__))
+    found: dict[int, str] = {}
+    for where, obj in nested:
+        if id(obj) not in visited and id(obj) not in found and _has_variables(obj):
+            found[id(obj)] = where
+    return list(found.values())
+
+
+def check_nested_objects_saved(model: Any) -> None:
+    """Refuse to save a model whose weights this Keras would silently leave out."""
+    unsaved = unsaved_nested_objects(model)
+    if unsaved:
+        shown = ", ".join(unsaved[:5]) + (" ..." if len(unsaved) > 5 else "")
+        raise CompatibilityError(
+            f"Saving layers kept in a list or dict nested inside another list or dict "
+            f"attribute ({shown}) needs Keras >= 3.15: Keras {keras.version()} does not "
+            f"save their weights, so the file would load them freshly initialized. "
+            f"{_NESTED_FIX}, or keep such layers in a flat list, dict or attribute."
+        )
+
+
+def nested_container_weights(paths: list[str]) -> str | None:
+    """Why weights under ``container`` groups went unread on Keras < 3.15, or None."""
+    if NESTED_CONTAINERS:
+        return None
+    hits = [p for p in paths if any(_is_container_segment(s) for s in p.split("/"))]
+    if not hits:
+        return None
+    return (
+        f"weights of layers kept in a list or dict nested inside another list or dict "
+        f"({hits[0]}{' ...' if len(hits) > 1 else ''}) were saved by Keras >= 3.15; loading "
+        f"them needs Keras >= 3.15, and Keras {keras.version()} is installed. {_NESTED_FIX}."
+    )
+
+
+def _is_container_segment(segment: str) -> bool:
+    if segment == "container":
+        return True
+    head, _, tail = segment.rpartition("_")
+    return head == "container" and tail.isdigit()
