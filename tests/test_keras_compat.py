@@ -490,3 +490,226 @@ def test_two_threads_load_a_saved_model_at_once(tmp_path: Path) -> None:
             np.testing.assert_array_equal(np.asarray(rebuilt), np.asarray(saved))
         assert int(twin.optimizer.iterations) == int(model.optimizer.iterations)
         np.testing.assert_array_equal(np.asarray(twin(x, training=False)), expected)
+
+# -- shims for older Keras releases (keras_safe/_keras/compat.py) ----------------------
+#
+# Each test pins which Keras releases provide the private API a shim stands
+# in for, and checks that the shim gives what Keras 3.15 gives.
+
+from keras.src.saving import saving_lib  # noqa: E402
+
+from keras_safe._keras import compat  # noqa: E402
+
+KERAS = compat.keras_version()
+
+
+def test_keras_version_parses_the_installed_version() -> None:
+    assert ".".join(map(str, KERAS)) == keras.version().split("rc")[0].split(".dev")[0]
+    assert compat.MIN_KERAS <= KERAS
+    compat.check_keras_version()  # supported: no error
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["dense", "dense", "conv", "dense"],
+        ["container", "dense", "container", "container"],
+        ["dense_1", "dense", "dense"],  # a name that looks like a numbered one
+    ],
+)
+def test_get_unique_name_shim(names: list[str]) -> None:
+    # saving_lib._get_unique_name appeared in Keras 3.15; older releases inline
+    # the same numbering in _save_container_state/_load_container_state.
+    assert hasattr(saving_lib, "_get_unique_name") == (KERAS >= (3, 15, 0))
+    if KERAS >= (3, 15, 0):
+        assert compat.get_unique_name is saving_lib._get_unique_name
+    used_shim: dict[str, int] = {}
+    got = [compat._get_unique_name_fallback(n, used_shim) for n in names]
+    used_active: dict[str, int] = {}
+    assert [compat.get_unique_name(n, used_active) for n in names] == got
+    assert used_active == used_shim
+    expected = {
+        "dense": ["dense", "dense_1", "conv", "dense_2"],
+        "container": ["container", "dense", "container_1", "container_2"],
+        "dense_1": ["dense_1", "dense", "dense_1"],  # Keras' own quirk, kept
+    }[names[0]]
+    assert got == expected
+
+
+def _h5_with_traps(path: Path) -> Any:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        group = f.create_group("vars")
+        group["0"] = np.arange(3, dtype="float32")
+        group.create_group("sub")["1"] = np.ones(2, dtype="float32")
+        group["soft"] = h5py.SoftLink("/vars/0")
+        group["ext"] = h5py.ExternalLink("other.h5", "/x")
+        group.create_group("grp")
+        group.create_dataset("outside", shape=(4,), dtype="float32", external=[("raw.bin", 0, 16)])
+    return h5py.File(path, "r")
+
+
+def test_safe_get_h5_dataset_shim(tmp_path: Path) -> None:
+    # saving_lib.safe_get_h5_dataset appeared in Keras 3.14 (3.12/3.13 had the
+    # checks as H5IOStore methods); the fallback makes Keras 3.15's checks.
+    assert hasattr(saving_lib, "safe_get_h5_dataset") == (KERAS >= (3, 14, 0))
+    if KERAS >= (3, 14, 0):
+        assert compat.safe_get_h5_dataset is saving_lib.safe_get_h5_dataset
+    else:
+        assert compat.safe_get_h5_dataset is compat._safe_get_h5_dataset_fallback
+    with _h5_with_traps(tmp_path / "traps.h5") as f:
+        group = f["vars"]
+        for fn in {compat.safe_get_h5_dataset, compat._safe_get_h5_dataset_fallback}:
+            assert fn(group, "0")[()].tolist() == [0.0, 1.0, 2.0]
+            with pytest.raises(KeyError):
+                fn(group, "missing")
+            with pytest.raises(KeyError):
+                fn({}, "0")  # Keras' store starts with an empty dict
+            with pytest.raises(ValueError, match="SoftLink"):
+                fn(group, "soft")
+            with pytest.raises(ValueError, match="ExternalLink"):
+                fn(group, "ext")
+            with pytest.raises(ValueError, match="expected Dataset"):
+                fn(group, "grp")
+            with pytest.raises(ValueError, match="external Dataset"):
+                fn(group, "outside")
+        # Keras 3.15 resolves "group/name" too, and so does the fallback.
+        assert compat._safe_get_h5_dataset_fallback(group, "sub/1")[()].tolist() == [1.0, 1.0]
+        with pytest.raises(ValueError, match="SoftLink"):
+            compat._safe_get_h5_dataset_fallback(f, "vars/soft")
+
+
+def test_safe_get_h5_dataset_shim_refuses_a_shape_bomb(tmp_path: Path) -> None:
+    import h5py
+
+    with h5py.File(tmp_path / "bomb.h5", "w") as f:
+        f.create_dataset("big", shape=(1 << 31,), dtype="float32", chunks=(1 << 16,))
+    with h5py.File(tmp_path / "bomb.h5", "r") as f:
+        with pytest.raises(ValueError, match="bomb"):
+            compat._safe_get_h5_dataset_fallback(f, "big")
+        if KERAS >= (3, 15, 0):
+            with pytest.raises(ValueError, match="bomb"):
+                saving_lib.safe_get_h5_dataset(f, "big")
+
+
+def test_h5_store_has_path_shim(tmp_path: Path) -> None:
+    # H5IOStore.has_path appeared in Keras 3.15 (its loader asks it whether a
+    # nested container was saved); RecordingH5Store answers on every release.
+    assert hasattr(saving_lib.H5IOStore, "has_path") == (KERAS >= (3, 15, 0))
+    with _h5_with_traps(tmp_path / "traps.h5") as f:
+        f.close()
+    with open(tmp_path / "traps.h5", "rb") as handle:
+        store = _keras.RecordingH5Store(handle)
+        try:
+            for path, present in [("vars", True), ("vars/sub", True), ("nothing", False)]:
+                assert store.has_path(path) is present
+                assert compat.h5_store_has_path(store, path) is present
+                if KERAS >= (3, 15, 0):
+                    assert saving_lib.H5IOStore.has_path(store, path) is present
+        finally:
+            store.close()
+
+
+class _Holder(keras.layers.Layer):
+    """Layers in a list, one of them in a list nested in it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.blocks = [keras.layers.Dense(2), [keras.layers.Dense(2)]]
+
+    def build(self, input_shape: Any) -> None:
+        self.blocks[0].build(input_shape)
+        self.blocks[1][0].build(input_shape)
+
+    def call(self, x: Any) -> Any:
+        return self.blocks[0](x) + self.blocks[1][0](x)
+
+
+def test_weight_path_renames_follows_the_installed_keras_walk(tmp_path: Path) -> None:
+    # Keras 3.15 (PR #22362) saves a container nested in a container as a
+    # "container" group; older releases skip it (its layer's weights are not
+    # saved at all). weight_path_renames must name what this Keras writes.
+    import h5py
+
+    assert (KERAS >= (3, 15, 0)) == compat.NESTED_CONTAINERS
+    assert (set in compat.WALKED_CONTAINERS) == (KERAS < (3, 15, 0))
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, _Holder()(inputs))
+    model.save_weights(tmp_path / "m.weights.h5")
+    with h5py.File(tmp_path / "m.weights.h5", "r") as f:
+        groups: set[str] = set()
+        f.visititems(lambda name, obj: groups.add(name) if "vars" in name else None)
+    renames = _keras.weight_path_renames(model, {keras.layers.Dense: "OldDense"})
+    assert all(f"{new}/vars" in groups for new in renames)
+    expected = {"layers/__holder/blocks/dense": "layers/__holder/blocks/old_dense"}
+    if KERAS >= (3, 15, 0):
+        expected["layers/__holder/blocks/container/dense"] = (
+            "layers/__holder/blocks/container/old_dense"
+        )
+    assert renames == expected
+
+
+@keras.saving.register_keras_serializable(package="test_keras_compat")
+class _SavedHolder(_Holder):
+    pass
+
+
+def _holder_model() -> Any:
+    inputs = keras.Input((3,))
+    return keras.Model(inputs, _SavedHolder(name="holder")(inputs), name="model")
+
+
+def test_unsaved_nested_objects_lists_what_this_keras_leaves_out() -> None:
+    model = _holder_model()
+    if KERAS >= (3, 15, 0):
+        assert compat.unsaved_nested_objects(model) == []
+    else:
+        assert compat.unsaved_nested_objects(model) == ["model.layers[1].blocks[1][0]"]
+    # A Functional model's own nested containers (_operations_by_depth) repeat
+    # its layers, which are saved: nothing to report on any Keras.
+    inputs = keras.Input((3,))
+    plain = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(2)(inputs)))
+    assert compat.unsaved_nested_objects(plain) == []
+
+
+@pytest.mark.skipif(KERAS >= (3, 15, 0), reason="Keras >= 3.15 saves nested containers")
+def test_old_keras_refuses_to_save_layers_in_nested_containers(tmp_path: Path) -> None:
+    with pytest.raises(keras_safe.CompatibilityError) as caught:
+        keras_safe.save(_holder_model(), tmp_path / "m.keras", verify=False)
+    message = str(caught.value)
+    assert message.startswith(
+        "Saving layers kept in a list or dict nested inside another list or dict attribute "
+        "(model.layers[1].blocks[1][0]) needs Keras >= 3.15: "
+        f"Keras {keras.version()} does not save their weights"
+    )
+    assert 'Fix: pip install --upgrade "keras>=3.15"' in message
+    assert not (tmp_path / "m.keras").exists()
+
+
+@pytest.mark.skipif(KERAS < (3, 15, 0), reason="Keras < 3.15 cannot save nested containers")
+def test_new_keras_saves_layers_in_nested_containers(tmp_path: Path) -> None:
+    model = _holder_model()
+    x = np.ones((2, 3), dtype="float32")
+    keras_safe.save(model, tmp_path / "m.keras", sample_input=x)
+    np.testing.assert_array_equal(keras_safe.load(tmp_path / "m.keras")(x), model(x))
+
+
+def test_nested_container_weights_explains_unread_container_groups() -> None:
+    paths = [
+        "layers/holder/blocks/container/dense/vars/0",
+        "layers/holder/blocks/container/dense/vars/1",
+    ]
+    hint = compat.nested_container_weights(paths)
+    assert compat.nested_container_weights(["layers/dense/vars/0"]) is None
+    assert compat.nested_container_weights(["layers/container_x/vars/0"]) is None
+    if KERAS >= (3, 15, 0):
+        assert hint is None
+    else:
+        assert hint == (
+            "weights of layers kept in a list or dict nested inside another list or dict "
+            "(layers/holder/blocks/container/dense/vars/0 ...) were saved by Keras >= 3.15; "
+            f"loading them needs Keras >= 3.15, and Keras {keras.version()} is installed. "
+            'Fix: pip install --upgrade "keras>=3.15".'
+        )
+        assert compat.nested_container_weights(["a/container_2/dense/vars/0"]) is not None

@@ -19,10 +19,15 @@ The rest of keras_safe imports from here only (``from keras_safe import
 _keras``), never from ``keras.src``, and names neither ``keras.src`` modules
 nor private attributes of Keras' or CPython's objects
 (``test_private_keras_imports_live_in_the_keras_package_only``).
+
+``compat`` holds the shims for older Keras releases; importing it (and so
+this package) on a Keras older than ``compat.MIN_KERAS`` raises
+``CompatibilityError``.
 """
 
 from __future__ import annotations
 
+from keras_safe._keras import compat  # first: refuses a Keras that is too old
 from keras_safe._keras.cpython import (
     zip_abandon,
     zip_central_directory_offset,
@@ -84,6 +89,7 @@ __all__ = [
     "build_by_running",
     "builtin_function_modules",
     "cache_attr_skipsets",
+    "compat",
     "count_layers",
     "deferred_scope",
     "deferred_variables",

@@ -21,6 +21,7 @@ import numpy as np
 from keras.src.saving import saving_lib
 from keras.src.saving.keras_saveable import KerasSaveable
 
+from keras_safe._keras import compat
 from keras_safe._keras.deferred import (
     cache_attr_skipsets,
     deferred_scope,
@@ -107,7 +108,7 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         return super().get(self._translate(path))
 
     def has_path(self, path: str) -> bool:
-        return bool(super().has_path(self._translate(path)))
+        return compat.h5_store_has_path(self, self._translate(path))
 
     def group_basenames(self) -> set[str]:
         """The last path segment of every group in the file."""
@@ -144,7 +145,7 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         A layer whose ``load_own_variables`` needs numpy arrays fails here,
         and the ordinary rebuild takes over.
         """
-        dataset = saving_lib.safe_get_h5_dataset(self._h5_entry_group, key)  # Keras' guards
+        dataset = compat.safe_get_h5_dataset(self._h5_entry_group, key)  # Keras' guards
         if "dtype" in dataset.attrs or dataset.dtype.kind not in "biuf" or dataset.size == 0:
             return None  # bfloat16 marker, strings, empty: Keras' own path
         import tensorflow as tf
@@ -186,7 +187,7 @@ def weight_path_renames(model: Any, old_names: dict[type, str]) -> dict[str, str
         for attr, child in saving_lib._walk_saveable(obj):
             if isinstance(child, KerasSaveable):
                 visit(child, join(new, attr), join(old, attr))
-            elif isinstance(child, (list, dict, tuple)):
+            elif isinstance(child, compat.WALKED_CONTAINERS):
                 visit_container(child, join(new, attr), join(old, attr), set())
 
     def visit_container(container: Any, new: str, old: str, seen: set[int]) -> None:
@@ -199,16 +200,16 @@ def weight_path_renames(model: Any, old_names: dict[type, str]) -> dict[str, str
         for item in items:
             if isinstance(item, KerasSaveable):
                 cls = type(item)
-                new_name = saving_lib._get_unique_name(snake_case(cls.__name__), used_new)
-                old_name = saving_lib._get_unique_name(
+                new_name = compat.get_unique_name(snake_case(cls.__name__), used_new)
+                old_name = compat.get_unique_name(
                     snake_case(old_names.get(cls, cls.__name__)), used_old
                 )
                 if new_name != old_name:
                     renames[join(new, new_name)] = join(old, old_name)
                 visit(item, join(new, new_name), join(old, old_name))
-            elif isinstance(item, (list, dict, tuple)):
-                new_name = saving_lib._get_unique_name("container", used_new)
-                old_name = saving_lib._get_unique_name("container", used_old)
+            elif isinstance(item, (list, dict, tuple)) and compat.NESTED_CONTAINERS:
+                new_name = compat.get_unique_name("container", used_new)
+                old_name = compat.get_unique_name("container", used_old)
                 visit_container(item, join(new, new_name), join(old, old_name), seen)
 
     visit(model, "", "")

@@ -354,6 +354,9 @@ def load_weights(
     ]
     problems = errors + [w for w in warned if not any(b in w for b in _BENIGN_WARNINGS)]
     problems += [f"weight {name} in the file was not loaded into any variable" for name in unread]
+    too_new = _keras.compat.nested_container_weights(unread)
+    if too_new is not None:
+        problems.append(too_new)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems[:50])
         raise CompatibilityError(

@@ -108,6 +108,7 @@ def save(
     config = _serialize(model)
     records = _preflight(config)
     _build_optimizer(model)
+    _keras.compat.check_nested_objects_saved(model)  # Keras < 3.15 would drop weights
     try:
         writer = AtomicArchiveWriter(target, overwrite=overwrite)
     except OSError as exc:
