@@ -57,7 +57,11 @@ wheel_venv() {
     "$PYTHON" -m venv "$where"
     local wheel
     wheel=$(ls "$SCRATCH"/dist/*.whl)
-    "$where/bin/${PIP[0]}" "${PIP[@]:1}" "$wheel[test]" "$@"
+    if [ "${1:-}" = --no-deps ]; then
+        "$where/bin/${PIP[0]}" "${PIP[@]:1}" --no-deps "$wheel"
+    else
+        "$where/bin/${PIP[0]}" "${PIP[@]:1}" "$wheel[test]" "$@"
+    fi
 }
 
 # Run pytest with the virtualenv at $1 from an empty directory, so only the
@@ -94,9 +98,16 @@ case "$task" in
         # One line per job: the keras and tensorflow requirements, then the test files.
         mapfile -t jobs < <(grep -v '^[[:space:]]*\(#\|$\)' .ci/keras-versions)
         for job in "${jobs[@]}"; do
-            read -r keras tf files <<<"$job"
+            read -r keras tf files below <<<"$job"
             echo "== $keras $tf: ${files//,/ }"
-            wheel_venv "$SCRATCH/venv-job" "$keras" "$tf"
+            if [ "$below" = below-range ]; then
+                # pip refuses the wheel beside a Keras below its range: put it there by hand
+                wheel_venv "$SCRATCH/venv-job" --no-deps
+                "$SCRATCH/venv-job/bin/${PIP[0]}" "${PIP[@]:1}" "$keras" "$tf" \
+                    typing-extensions pytest pytest-xdist pytest-timeout hypothesis packaging
+            else
+                wheel_venv "$SCRATCH/venv-job" "$keras" "$tf"
+            fi
             "$SCRATCH/venv-job/bin/python" -c \
                 'import keras, tensorflow as tf; print("keras", keras.version(), "tensorflow", tf.__version__)'
             read -r -a paths <<<"${files//,/ }"

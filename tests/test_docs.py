@@ -117,7 +117,7 @@ def _supported_rows() -> list[dict[str, str]]:
 def _ci_jobs() -> list[tuple[str, str]]:
     jobs = []
     for line in (ROOT / ".ci" / "keras-versions").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
+        if line.strip() and not line.lstrip().startswith("#") and "below-range" not in line:
             keras, tensorflow = line.split()[:2]
             jobs.append((keras.removeprefix("keras=="), tensorflow.removeprefix("tensorflow==")))
     return jobs
