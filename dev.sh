@@ -49,6 +49,18 @@ build_dist() {
     python tools/check_dist.py "$SCRATCH"/dist/*.whl "$SCRATCH"/dist/*.tar.gz
 }
 
+# The interpreter of Python version $1 (python3.10 on PATH, or pyenv's), or fail.
+find_python() {
+    local found=python$1
+    if ! "$found" -c '' 2>/dev/null && command -v pyenv >/dev/null; then
+        local version
+        version=$(pyenv versions --bare | grep -E "^$1(\.|$)" | tail -n 1 || true)
+        [ -n "$version" ] && found=$(PYENV_VERSION=$version pyenv which "python$1")
+    fi
+    "$found" -c '' 2>/dev/null || { echo "Python $1 is needed for this job and was not found" >&2; exit 1; }
+    echo "$found"
+}
+
 # A fresh virtualenv at $1 with the built wheel, its test extra and any further
 # requirements ("keras==3.13.2" ...); nothing of the checkout is installed.
 wheel_venv() {
@@ -98,15 +110,21 @@ case "$task" in
         # One line per job: the keras and tensorflow requirements, then the test files.
         mapfile -t jobs < <(grep -v '^[[:space:]]*\(#\|$\)' .ci/keras-versions)
         for job in "${jobs[@]}"; do
-            read -r keras tf files below <<<"$job"
-            echo "== $keras $tf: ${files//,/ }"
-            if [ "$below" = below-range ]; then
+            read -r keras tf files options <<<"$job"
+            # options: "python=3.10" runs the job on that interpreter; "below-range"
+            # installs the wheel without its dependencies (pip would refuse the pair)
+            local_python=$PYTHON
+            if [[ " $options " =~ \ python=([0-9.]+)\  ]]; then
+                local_python=$(find_python "${BASH_REMATCH[1]}")
+            fi
+            echo "== $keras $tf $($local_python -c 'import platform; print("python", platform.python_version())'): ${files//,/ }"
+            if [[ " $options " == *" below-range "* ]]; then
                 # pip refuses the wheel beside a Keras below its range: put it there by hand
-                wheel_venv "$SCRATCH/venv-job" --no-deps
+                PYTHON=$local_python wheel_venv "$SCRATCH/venv-job" --no-deps
                 "$SCRATCH/venv-job/bin/${PIP[0]}" "${PIP[@]:1}" "$keras" "$tf" \
                     typing-extensions pytest pytest-xdist pytest-timeout hypothesis packaging
             else
-                wheel_venv "$SCRATCH/venv-job" "$keras" "$tf"
+                PYTHON=$local_python wheel_venv "$SCRATCH/venv-job" "$keras" "$tf"
             fi
             "$SCRATCH/venv-job/bin/python" -c \
                 'import keras, tensorflow as tf; print("keras", keras.version(), "tensorflow", tf.__version__)'

@@ -114,12 +114,16 @@ def _supported_rows() -> list[dict[str, str]]:
     ]
 
 
-def _ci_jobs() -> list[tuple[str, str]]:
+def _ci_jobs() -> list[tuple[str, str, str]]:
     jobs = []
     for line in (ROOT / ".ci" / "keras-versions").read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#") and "below-range" not in line:
-            keras, tensorflow = line.split()[:2]
-            jobs.append((keras.removeprefix("keras=="), tensorflow.removeprefix("tensorflow==")))
+            keras, tensorflow, _, *options = line.split()
+            main = _supported_rows()[0]["Python"]  # jobs run on the main job's Python by default
+            python = next((o.split("=")[1] for o in options if o.startswith("python=")), main)
+            jobs.append(
+                (python, keras.removeprefix("keras=="), tensorflow.removeprefix("tensorflow=="))
+            )
     return jobs
 
 
@@ -127,7 +131,7 @@ def test_supported_versions_table_matches_the_ci_jobs() -> None:
     rows = _supported_rows()
     # the first row is the main job (the whole suite), the others one job each
     assert rows[0]["Tested in CI"] == "the whole suite"
-    assert [(r["Keras"], r["TensorFlow"]) for r in rows[1:]] == _ci_jobs()
+    assert [(r["Python"], r["Keras"], r["TensorFlow"]) for r in rows[1:]] == _ci_jobs()
     assert all(r["Backend"] == "tensorflow" for r in rows)
 
 
