@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from typing_extensions import TypedDict
 
@@ -18,6 +18,8 @@ from keras_safe.errors import _UsageError
 
 __all__ = ["LoadKwargs", "LoadOptions", "SaveKwargs", "as_path", "existing_path", "sniff"]
 
+OnOptimizerMismatch = Literal["error", "warn"]
+ON_OPTIMIZER_MISMATCH = ("error", "warn")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -36,6 +38,7 @@ class LoadKwargs(TypedDict, total=False):
     expected_digest: str | None
     verify_key: bytes | None
     limits: ArchiveLimits | None
+    on_optimizer_mismatch: OnOptimizerMismatch
 
 
 class SaveKwargs(TypedDict, total=False):
@@ -43,6 +46,7 @@ class SaveKwargs(TypedDict, total=False):
 
     sample_input: Any
     signing_key: bytes | None
+    include_optimizer: bool | None
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class LoadOptions:
     expected_digest: str | None
     verify_key: bytes | None
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    on_optimizer_mismatch: str = "error"
 
     @classmethod
     def make(
@@ -67,7 +72,12 @@ class LoadOptions:
         expected_digest: str | None = None,
         verify_key: bytes | None = None,
         limits: ArchiveLimits | None = None,
+        on_optimizer_mismatch: str = "error",
     ) -> LoadOptions:
+        if on_optimizer_mismatch not in ON_OPTIMIZER_MISMATCH:
+            raise _UsageError(
+                f"on_optimizer_mismatch must be 'error' or 'warn', got {on_optimizer_mismatch!r}."
+            )
         if on_mismatch not in ON_MISMATCH:
             raise _UsageError(
                 f"on_mismatch must be one of {', '.join(map(repr, ON_MISMATCH))}, "
@@ -95,6 +105,7 @@ class LoadOptions:
             digest,
             verify_key,
             resolve_limits(limits),
+            on_optimizer_mismatch,
         )
 
 
