@@ -284,6 +284,21 @@ def test_inspect_shows_what_the_file_holds(
     assert "overrides compile()" in out
 
 
+@needs_keras_hub
+def test_keras_hub_task_built_with_compile_false(tmp_path: Path) -> None:
+    import keras_hub
+
+    backbone, _ = tiny_bert_classifier()
+    model = keras_hub.models.BertTextClassifier(
+        backbone.backbone, num_classes=2, preprocessor=None, compile=False
+    )
+    path = tmp_path / "uncompiled.keras"
+    manifest = keras_safe.save(model, path, verify=True)
+    assert manifest.model.optimizer_state == "none"
+    loaded = keras_safe.load(path)  # keras_hub is imported here
+    assert loaded.compiled  # by its own constructor, as Keras loads it too
+
+
 @pytest.mark.slow
 @needs_keras_hub
 def test_plain_keras_file_of_a_keras_hub_task(tmp_path: Path) -> None:

@@ -357,9 +357,11 @@ def _training_state(model: Any, include_optimizer: bool | None) -> _TrainingStat
             f"include_optimizer must be None, True or False, got {include_optimizer!r}."
         )
     optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return _TrainingState("none")
     restored = _keras.restores_compile(model)
+    if optimizer is None:
+        # A class that compiles itself in __init__ (keras-hub tasks with
+        # compile=False) loads compiled: the rebuilt compile config is its own.
+        return _TrainingState("none", compile_restored=restored)
     cls = type(model).__name__
     reason = None
     if not restored:
