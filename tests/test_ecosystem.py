@@ -353,6 +353,39 @@ def test_keras_hub_files_are_refused_with_a_public_fix(tmp_path: Path) -> None:
     assert "keras_hub is a Keras-team package" in message
 
 
+@needs_keras_hub
+def test_a_keras_hub_tokenizer_told_to_read_a_path_is_refused(tmp_path: Path) -> None:
+    import zipfile
+
+    import keras_hub
+
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=4)
+    backbone, _ = tiny_bert_classifier()
+    model = keras_hub.models.BertTextClassifier(
+        backbone.backbone, num_classes=2, preprocessor=preprocessor
+    )
+    honest, hostile = tmp_path / "honest.keras", tmp_path / "hostile.keras"
+    model.save(honest)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the model\n")
+    with zipfile.ZipFile(honest) as source, zipfile.ZipFile(hostile, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "config.json":
+                text = data.decode()
+                assert text.count('"vocabulary": null') == 1
+                data = text.replace(
+                    '"vocabulary": null', json.dumps({"vocabulary": str(secret)})[1:-1]
+                ).encode()
+            target.writestr(name, data)
+    with pytest.raises(
+        keras_safe.UnsafeModelError, match=r"BertTokenizer\(vocabulary=.*secret\.txt"
+    ):
+        keras_safe.load(hostile, allow_imports=("keras_hub",))
+
+
 # -- a subclassed model without call() ----------------------------------------------
 
 

@@ -25,7 +25,11 @@ import keras
 from keras_safe import _keras
 from keras_safe._config.registry import registry
 from keras_safe._guard.references import Reference, in_words, iter_references
-from keras_safe._guard.screen import builtin_config_problem, screen_references
+from keras_safe._guard.screen import (
+    KERAS_TEAM_PACKAGES,
+    builtin_config_problem,
+    screen_references,
+)
 from keras_safe.errors import MissingObjectsError, UnsafeModelError
 
 if TYPE_CHECKING:
@@ -350,7 +354,7 @@ def resolve_all(
 # Keras-team packages: Keras itself imports their modules by the name a file
 # gives (serialization_lib._retrieve_class_or_fn); keras_safe does only under
 # allow_imports (see the README, "Keras-team packages").
-_KERAS_TEAM = frozenset({"keras_hub", "keras_nlp", "keras_cv", "keras_rs"})
+_KERAS_TEAM = KERAS_TEAM_PACKAGES
 
 
 def _public_module(module: str) -> str:
