@@ -151,9 +151,13 @@ def test_verify_refuses_weights_that_do_not_come_back(
     model = _trained(keras.Model(inputs, layer_class(name="broken")(inputs)), width=4)
     target = tmp_path / "m.keras"
     target.write_bytes(b"previous")
-    with pytest.raises(keras_safe.VerificationError, match=f"(?s){expected}"):
+    with pytest.raises(keras_safe.VerificationError, match=f"(?s){expected}") as info:
         keras_safe.save(model, target)
     assert target.read_bytes() == b"previous"
+    message = str(info.value)
+    assert str(target) in message
+    assert ".tmp" not in message and "keras-safe-" not in message  # no temporary file
+    assert "fresh process" not in message  # it is rebuilt in this one, as a new one would
 
 
 def test_verify_reports_a_layer_that_does_not_load(
