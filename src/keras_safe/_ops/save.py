@@ -36,6 +36,7 @@ from keras_safe._format.manifest import (
 from keras_safe._format.reader import CONFIG, METADATA, WEIGHTS
 from keras_safe._format.writer import AtomicArchiveWriter
 from keras_safe._guard.allowlist import Reference, Resolver, iter_references
+from keras_safe._guard.references import in_words
 from keras_safe._ops.compare import config_differences
 from keras_safe._ops.options import as_path
 from keras_safe._ops.rebuild import verify_written
@@ -272,15 +273,17 @@ def _unregistered_message(ref: Reference) -> str:
             "; to load the file in another process, define it in an importable module "
             "rather than a script or notebook"
         )
+    # The compile settings in a user's words ("the loss passed to compile()").
+    where = in_words(ref.where) if ".compile_config" in ref.where else ref.where
     if ref.kind == "function":
         origin = "" if in_script else f" (module {module})"
         return (
-            f"{ref.where}: function {ref.name!r}{origin} is not registered, so a fresh "
+            f"{where}: function {ref.name!r}{origin} is not registered, so a fresh "
             f"process cannot find it. {fix}."
         )
     name = ref.name if in_script else f"{module}.{ref.name}"
     return (
-        f"{ref.where}: class {name} is not registered, so a fresh process cannot find it. "
+        f"{where}: class {name} is not registered, so a fresh process cannot find it. "
         f"{fix} (and subclass keras_safe.SerializableLayer / Serializable if it has no "
         "get_config)."
     )
