@@ -386,6 +386,19 @@ def test_a_keras_hub_tokenizer_told_to_read_a_path_is_refused(tmp_path: Path) ->
         keras_safe.load(hostile, allow_imports=("keras_hub",))
 
 
+@needs_keras_hub
+def test_lora_enabled_after_construction_is_named_as_the_cause(tmp_path: Path) -> None:
+    model, _ = tiny_bert_classifier()
+    model.backbone.enable_lora(2)  # not in the backbone's config: Keras loses it too
+    target = tmp_path / "lora.keras"
+    with pytest.raises(keras_safe.VerificationError) as info:
+        keras_safe.save(model, target)
+    message = str(info.value)
+    assert "have LoRA enabled" in message and "save_lora_weights" in message
+    assert "create all weights in build()" not in message
+    assert not target.exists()
+
+
 # -- a subclassed model without call() ----------------------------------------------
 
 

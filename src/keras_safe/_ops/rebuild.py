@@ -69,10 +69,28 @@ def verify_written(
         raise VerificationError(
             f"The model rebuilt from the bytes written for {shown} differs from the one being "
             f"saved, so {shown} was not written (a file already there is unchanged). "
-            f"{summarize(problems)}\nFix: make get_config()/from_config() capture every "
-            "constructor argument (or subclass keras_safe.SerializableLayer), and create all "
-            "weights in build()."
+            f"{summarize(problems)}\n{_fix(model)}"
         )
+
+
+def _fix(model: Any) -> str:
+    """The fix for a rebuilt model that differs, by its likeliest cause."""
+    lora = [
+        layer.name for layer in _keras.all_layers(model) if getattr(layer, "lora_enabled", False)
+    ]
+    if lora:
+        return (
+            f"Likely cause: {len(lora)} layer(s) have LoRA enabled ({', '.join(lora[:3])}"
+            f"{', ...' if len(lora) > 3 else ''}), which a model rebuilt from its constructor "
+            "arguments (a keras-hub backbone after enable_lora()) does not record, so the "
+            "rebuilt model has no LoRA weights. Fix: save the model as it was before "
+            "enable_lora() and the adapters with backbone.save_lora_weights(...), or build the "
+            "layers with lora_rank in their config."
+        )
+    return (
+        "Fix: make get_config()/from_config() capture every constructor argument (or subclass "
+        "keras_safe.SerializableLayer), and create all weights in build()."
+    )
 
 
 def summarize(problems: list[str], first: int = 5) -> str:
