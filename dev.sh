@@ -8,6 +8,8 @@
 #   ./dev.sh test-keras     the same wheel against each older Keras release of the
 #                           supported range (.ci/keras-versions), on a subset of the suite
 #   ./dev.sh bench          run the save/load benchmark (extra arguments are passed on)
+#   ./dev.sh docs           build the documentation site into site/ with mkdocs build --strict
+#                           (extra arguments are passed on, e.g. --site-dir DIR)
 #   ./dev.sh shell          open a shell with the development virtualenv activated
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -106,12 +108,23 @@ case "$task" in
         setup
         python benchmarks/bench_save_load.py "$@"
         ;;
+    docs)
+        setup
+        # The docs extra (MkDocs, Material, mkdocstrings) goes into the same virtualenv.
+        stamp="$VENV/.installed-docs"
+        want=$(cat "$VENV/.installed")
+        if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+            "${PIP[@]}" -e ".[docs]"
+            echo "$want" > "$stamp"
+        fi
+        NO_MKDOCS_2_WARNING=1 mkdocs build --strict "$@"
+        ;;
     shell)
         setup
         exec "${SHELL:-bash}"
         ;;
     *)
-        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -26,7 +26,7 @@ from keras_safe import _keras
 from keras_safe._format.integrity import parse_json
 from keras_safe._format.reader import CONFIG, WEIGHTS, ArchiveReader
 from keras_safe._guard.allowlist import iter_references
-from keras_safe._guard.hdf5_bounds import DatasetChecker, scan_weights
+from keras_safe._guard.hdf5_bounds import DatasetChecker, dataset_shapes, scan_weights
 from keras_safe._guard.screen import screen_references
 
 
@@ -48,7 +48,7 @@ def guards_only(path: Path, model: keras.Model) -> None:
         try:
             scan_weights(store.h5_file, "weights", reader.limits, reader.size(WEIGHTS))
             checker = DatasetChecker(_keras.model_variables(model, False), "weights")
-            for name in store.datasets():
+            for name in dataset_shapes(store.h5_file):
                 checker(name, store.h5_file[name])
         finally:
             store.close()

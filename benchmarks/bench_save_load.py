@@ -31,9 +31,9 @@ a ``SerializableLayer`` vs the same plain ``keras.layers.Layer`` subclass,
 and ``import keras_safe`` with every public name loaded after ``import
 keras`` (timed in every worker, each a fresh process).
 
-``--markdown`` prints the results as the README's table; ``--markdown
-README.md`` replaces the table between the ``<!-- bench:begin -->`` and
-``<!-- bench:end -->`` markers of that file. ``--profile DIR`` writes a
+``--markdown`` prints the results as the table of docs/benchmarks.md;
+``--markdown docs/benchmarks.md`` replaces the table between the
+``<!-- bench:begin -->`` and ``<!-- bench:end -->`` markers of that file. ``--profile DIR`` writes a
 cProfile of each timed operation (which slows it: not for figures).
 """
 
@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         "--markdown",
         nargs="?",
         const="-",
-        help="print the README table, or with a FILE replace the table between its markers",
+        help="print the results table, or with a FILE (docs/benchmarks.md) replace the table "
+        "between its markers",
     )
     parser.add_argument("--workdir", type=Path, help="where files are written (default: temp)")
     parser.add_argument(

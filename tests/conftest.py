@@ -15,6 +15,9 @@ import pytest
 import keras_safe
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where this process imported keras_safe from (the installed wheel, or a checkout's
+# src/): fresh processes import the same package, whatever else is on their path.
+SRC = Path(keras_safe.__file__).resolve().parent.parent
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,7 +34,7 @@ def run_python(
 
     With ``check=True`` a non-zero exit fails the test with the child's output.
     """
-    paths = [str(p) for p in (path or [])] + [str(ROOT)]
+    paths = [str(p) for p in (path or [])] + [str(SRC), str(ROOT)]
     child_env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(paths),

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, run_python
+from conftest import ROOT, SRC, run_python
 
 import keras_safe
 from keras_safe.callbacks import SafeCheckpoint, checkpoint_destination
@@ -261,7 +261,7 @@ print("LOSS", before, model.evaluate(x, y, verbose=0))
 
 @pytest.mark.slow
 def test_killed_during_a_save_then_resumed(tmp_path: Path) -> None:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": f"{SRC}{os.pathsep}{ROOT}"}
     trainer = subprocess.Popen(
         [sys.executable, "-c", TRAIN, str(tmp_path), "4"],
         stdout=subprocess.PIPE,

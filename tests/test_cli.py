@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import json
 import os
 import pty
@@ -17,17 +18,19 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, run_python, write_module
+from conftest import ROOT, SRC, run_python, write_module
 
 import keras_safe
 from keras_safe import cli
-from keras_safe._cli.terminal import WIDTH, human_size, progress_for, wrap
+from keras_safe._cli.terminal import WIDTH, Progress, human_size, progress_for, wrap
 from keras_safe._cli.text import allow_imports_hint, manifest_text
 from keras_safe._format.manifest import Manifest, MemberRecord, ModelSummary, ObjectRecord
+from keras_safe._format.reader import ArchiveReader
 
 LAYERS = """
 import keras
@@ -107,7 +110,7 @@ def console_script() -> str:
 
 
 def _env(files: Files | None = None, **extra: str) -> dict[str, str]:
-    paths = ([str(files.root)] if files else []) + [str(ROOT)]
+    paths = ([str(files.root)] if files else []) + [str(SRC), str(ROOT)]
     return {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -511,3 +514,34 @@ def test_progress_only_for_big_files_on_a_terminal(
         assert progress_for([files.model], terminal) is None  # far below 100 MB
     os.close(leader)
     os.close(read)
+
+
+def test_verify_and_upgrade_on_a_terminal_hash_each_member_once(
+    files: Files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The progress bar follows the library's digest pass; the file is not hashed twice."""
+    terminal = io.StringIO()
+    monkeypatch.setattr(cli, "progress_for", lambda paths: Progress(terminal))
+    hashed: list[tuple[Path, str]] = []
+    sha256 = ArchiveReader.sha256
+
+    def counting(self: ArchiveReader, name: str, progress: Any = None) -> str:
+        hashed.append((self.path, name))
+        return sha256(self, name, progress)
+
+    monkeypatch.setattr(ArchiveReader, "sha256", counting)
+    with keras_safe.registry.scope():
+        importlib.import_module("cli_layers")
+        assert cli.main(["verify", str(files.model), "--allow-imports", "cli_layers"]) == 0
+        assert "model.weights.h5" in [name for _, name in hashed]
+        assert len(hashed) == len(set(hashed)), hashed
+        assert "loading the model..." in terminal.getvalue()
+        assert "checking digests..." in terminal.getvalue()
+
+        hashed.clear()
+        target = tmp_path / "upgraded.keras"
+        argv = ["upgrade", str(files.model), str(target), "--allow-imports", "cli_layers"]
+        assert cli.main(argv) == 0
+        source = [name for path, name in hashed if path == files.model]
+        assert "model.weights.h5" in source
+        assert len(source) == len(set(source)), source

@@ -144,7 +144,7 @@ def test_weights_compared_in_slices_count_every_value(
 def test_nan_equals_nan_and_sign_of_zero_counts() -> None:
     a = np.array([np.nan, 0.0, 1.0], dtype="float32")
     b = np.array([np.nan, -0.0, 1.0], dtype="float32")
-    assert _diff_weights._differing(a, b).tolist() == [False, True, False]
+    assert _diff_weights.bits_differ(a, b).tolist() == [False, True, False]
 
 
 def test_plain_keras_file_is_compared_and_noted(tmp_path: Path) -> None:

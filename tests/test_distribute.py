@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_python
+from conftest import ROOT, SRC, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +132,7 @@ def test_multi_worker_only_the_chief_writes(tmp_path: Path) -> None:
         env = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "3",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": f"{SRC}{os.pathsep}{ROOT}",
             "TMPDIR": str(scratch),
             "OUT": str(tmp_path),
         }

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, SRC
 
 EXAMPLES = ROOT / "examples"
 _REQUIRES = re.compile(r"^# example-requires: (\w+)$", re.MULTILINE)
@@ -39,7 +39,7 @@ def test_example_runs(example: Path, tmp_path: Path) -> None:
     for module in _REQUIRES.findall(example.read_text()):
         if importlib.util.find_spec(module) is None:  # a test dependency (keras-hub)
             pytest.skip(f"{example.name} needs {module}, which is not installed")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": f"{SRC}{os.pathsep}{ROOT}"}
     proc = subprocess.run(
         [sys.executable, str(example)],
         cwd=tmp_path,

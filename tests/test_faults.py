@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_python
+from conftest import ROOT, SRC, run_python
 
 import keras_safe
 
@@ -45,7 +45,7 @@ SAMPLE = np.linspace(-1, 1, 32, dtype="float32").reshape(2, 16)
 
 
 def _python(code: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{ROOT}", "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(MODEL) + textwrap.dedent(code), *args],
         stdout=subprocess.PIPE,

@@ -4,8 +4,9 @@ The wheel must hold exactly the package's files from ``src/keras_safe``
 (every module of every subpackage, ``py.typed``) plus its ``.dist-info``
 (which must carry the license file and the declared dependencies), and
 nothing else: no tests, examples, caches or stray build products. The sdist
-must hold the package, the tests, the license and ``pyproject.toml``, so a
-wheel built from it is the same wheel.
+must hold the package, the tests, the docs pages (whose examples the tests
+run), the license and ``pyproject.toml``, so a wheel built from it is the
+same wheel.
 
 Usage::
 
@@ -77,7 +78,10 @@ def check_sdist(sdist: Path) -> list[str]:
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     wanted = {"pyproject.toml", "LICENSE", "README.md", "SECURITY.md", "CHANGELOG.md"}
+    wanted |= {"CONTRIBUTING.md", "mkdocs.yml"}
     wanted |= {f"src/{name}" for name in tree_files()}
+    # The docs pages: the tests run their examples and check them against the code.
+    wanted |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*") if p.is_file()}
     wanted |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").rglob("*.py")}
     return [f"sdist lacks {name}" for name in sorted(wanted - names)]
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from keras_safe import __version__
 from keras_safe._cli.terminal import WIDTH, Progress, progress_for, wrap
+from keras_safe._ops.options import ON_MISMATCH
 from keras_safe.errors import KerasSafeError, MissingObjectsError, _UsageError
 
 __all__ = ["EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "build_parser", "main"]
@@ -163,7 +164,7 @@ def _load_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--on-mismatch",
-        choices=("warn", "error", "ignore"),
+        choices=ON_MISMATCH,
         default="warn",
         help="changes since saving (versions, code): report (default), fail, or ignore",
     )
@@ -281,13 +282,8 @@ def _run_verify(args: argparse.Namespace) -> int:
         kwargs["expected_digest"] = args.expected_digest
     if args.verify_key_file is not None:
         kwargs["verify_key"] = _read_key(args.verify_key_file)
-    progress = progress_for([args.file])
-    if progress is not None:
-        _check_digests_with_progress(args.file, progress)
-        progress.note("loading the model...")
-    report = keras_safe.verify(args.file, **kwargs)
-    if progress is not None:
-        progress.close()
+    with _digest_progress(args.file, "loading the model..."):
+        report = keras_safe.verify(args.file, **kwargs)
     if not report.ok:
         reason = report.problems[0] if report.problems else "verification failed"
         if isinstance(report.error, MissingObjectsError):
@@ -314,24 +310,26 @@ def _read_key(path: Path) -> bytes:
     return key
 
 
-def _check_digests_with_progress(filepath: str, progress: Progress) -> None:
-    """Hash a keras_safe archive's members against its manifest, drawing a bar."""
-    from keras_safe._format.integrity import check_digest, check_member_list, read_manifest
-    from keras_safe._format.reader import METADATA, ArchiveReader
-    from keras_safe._ops.options import existing_path, sniff
+@contextlib.contextmanager
+def _digest_progress(filepath: str, note: str) -> Iterator[None]:
+    """On a terminal, for a big file: ``note``, then a bar over the library's digest pass.
 
-    path = existing_path(filepath)
-    if sniff(path) != "zip":
+    ``verify`` and ``upgrade`` hash every member once, while the model is
+    being built; the bar follows that pass rather than hashing the file
+    again beforehand.
+    """
+    progress: Progress | None = progress_for([filepath])
+    if progress is None:
+        yield
         return
-    with ArchiveReader(path) as reader:
-        manifest = read_manifest(reader)
-        if manifest is None:
-            return
-        check_member_list(manifest, reader)
-        names = [name for name in reader.members if name != METADATA]
-        advance = progress("checking digests", sum(reader.members[n].file_size for n in names))
-        for name in names:
-            check_digest(reader, manifest, name, reader.sha256(name, advance))
+    from keras_safe._format.integrity import hashing_progress
+
+    progress.note(note)
+    try:
+        with hashing_progress(Path(filepath), progress):
+            yield
+    finally:
+        progress.close()
 
 
 # -- diff -----------------------------------------------------------------------------
@@ -359,13 +357,8 @@ def _run_diff(args: argparse.Namespace) -> int:
 
 def _run_upgrade(args: argparse.Namespace) -> int:
     upgrade = _library().upgrade
-    progress = progress_for([args.src])
-    if progress is not None:
-        _check_digests_with_progress(args.src, progress)
-        progress.note(f"upgrading {args.src}...")
-    manifest = upgrade(args.src, args.dst, **_load_kwargs(args))
-    if progress is not None:
-        progress.close()
+    with _digest_progress(args.src, f"upgrading {args.src}..."):
+        manifest = upgrade(args.src, args.dst, **_load_kwargs(args))
     _out(
         f"upgraded {args.src} -> {args.dst}\n"
         f"  content digest  {manifest.digest}\n"

@@ -23,6 +23,7 @@ import numpy as np
 
 from keras_safe import _keras
 from keras_safe._config.base import SerializableLayer
+from keras_safe._config.describe import defined_in_keras
 from keras_safe._config.registry import register, registry
 from keras_safe._ops.compare import (
     Sides,
@@ -82,9 +83,9 @@ def assert_roundtrip(obj: Any, sample_input: Any = None) -> None:
     """
     label = _label(obj)
     if isinstance(obj, keras.Model):
-        _check_config(obj, label, exact=not _is_keras_class(obj))
+        _check_config(obj, label, exact=not defined_in_keras(type(obj)))
         for layer in _keras.all_layers(obj):
-            if not _is_keras_class(layer):
+            if not defined_in_keras(type(layer)):
                 _check_config(layer, f"{label} > {_label(layer)}", exact=True)
         _check_archive(obj, sample_input, label)
     elif isinstance(obj, keras.layers.Layer):
@@ -104,10 +105,6 @@ def _label(obj: Any) -> str:
     name = getattr(obj, "name", None)
     cls = type(obj).__name__
     return f"{cls} {name!r}" if isinstance(name, str) and name else cls
-
-
-def _is_keras_class(obj: Any) -> bool:
-    return type(obj).__module__.split(".")[0] == "keras"
 
 
 def _fail(label: str, what: str, problems: list[str], fix: str = "") -> None:
@@ -134,7 +131,7 @@ def _check_config(obj: Any, label: str, exact: bool) -> None:
     if not exact:  # Keras' own model configs hold tuples that come back as lists
         config = stored
         again = json.loads(json.dumps(again))
-    problems = _missing_arguments(obj, config) if not _is_keras_class(obj) else []
+    problems = _missing_arguments(obj, config) if not defined_in_keras(type(obj)) else []
     problems += config_differences(
         config, again, type(obj).__name__, sides=ORIGINAL_REBUILT, exact_sequences=exact
     )
@@ -224,7 +221,7 @@ def _check_held(obj: Any, label: str) -> None:
     """An object that is not a layer goes into the archive as a layer's argument."""
     cls = type(obj)
     if (
-        not _is_keras_class(obj)
+        not defined_in_keras(type(obj))
         and keras.saving.get_registered_object(keras.saving.get_registered_name(cls)) is not cls
     ):
         raise AssertionError(

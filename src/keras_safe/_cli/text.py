@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from keras_safe._cli.terminal import human_size
-
-if TYPE_CHECKING:
-    from keras_safe._format.manifest import Manifest, ObjectRecord
+from keras_safe._format.manifest import ENVIRONMENT_LABELS, Manifest, ObjectRecord
 
 __all__ = ["allow_imports_hint", "manifest_text", "verify_text"]
 
-_ENVIRONMENT = (
-    ("keras", "Keras"),
-    ("backend", "backend"),
-    ("tensorflow", "TensorFlow"),
-    ("python", "Python"),
-)
 _LABEL = 16
 
 
@@ -49,7 +41,11 @@ def manifest_text(path: Path, manifest: Manifest) -> str:
             "check. Re-save it with keras_safe.save or 'keras-safe upgrade' to pin it."
         )
     lines.append(_field("saved by", saved))
-    versions = ", ".join(f"{label} {env[key]}" for key, label in _ENVIRONMENT if env.get(key))
+    versions = ", ".join(
+        f"{label} {env[key]}"
+        for key, label in ENVIRONMENT_LABELS.items()
+        if key != "keras_safe" and env.get(key)  # keras_safe's is on the "saved by" line
+    )
     if versions:
         lines.append(_field("versions", versions))
     lines.append(_field("model", _model_line(manifest)))

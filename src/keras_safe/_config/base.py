@@ -24,6 +24,7 @@ from typing_extensions import Self, override
 from keras_safe import _keras
 from keras_safe._config import migration
 from keras_safe._config.codec import DEFAULT_NUMPY_LIMIT, codec
+from keras_safe._config.describe import defined_in_keras
 from keras_safe._config.signature import EMPTY, Captured, InitPlan, keras_base_params
 from keras_safe.errors import CompatibilityError, KerasSafeError, SerializationError
 
@@ -46,7 +47,7 @@ def _check_class_layout(cls: type) -> bool:
     mro = cls.__mro__
     mixin_index = mro.index(Serializable)
     for klass in mro[:mixin_index]:
-        if klass.__module__.split(".", 1)[0] == "keras" and "get_config" in klass.__dict__:
+        if defined_in_keras(klass) and "get_config" in klass.__dict__:
             # The fix reorders the class's own bases: the Keras class that
             # defines get_config may be further up (keras.Model inherits
             # Layer's), and naming it would tell the user to change a base.

@@ -86,10 +86,6 @@ def registered_key(obj: Any) -> str | None:
     return None
 
 
-def is_keras_builtin(cls: type) -> bool:
-    return cls.__module__.split(".", 1)[0] == "keras"
-
-
 def tracked_by_keras(value: Any) -> bool:
     # Keras wraps lists/dicts assigned to layer attributes (TrackedList ...);
     # passing one on to another constructor is common and means the plain type.

@@ -20,13 +20,13 @@ from keras_safe._config.codec_core import (
     fail,
     find_registered,
     format_path,
-    is_keras_builtin,
     lookup,
     plain_json,
     registered_key,
     unsupported,
 )
 from keras_safe._config.codec_numpy import check_dtype_of, parse_dtype
+from keras_safe._config.describe import defined_in_keras
 from keras_safe.errors import CompatibilityError, UnsafeModelError
 
 _BUILTIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
@@ -165,7 +165,7 @@ def _check_keras_object(codec: Codec, value: Any, path: PathT) -> None:
     cls = type(value)
     if not hasattr(value, "get_config"):
         unsupported(codec, value, path)
-    if is_keras_builtin(cls) or registered_key(cls) is not None:
+    if defined_in_keras(cls) or registered_key(cls) is not None:
         return
     fail(
         codec,

@@ -1,4 +1,4 @@
-"""What a registered object is and where it comes from: its kind and distribution.
+"""What a registered object is and where it comes from: its kind, Keras or not, distribution.
 
 Used by :mod:`keras_safe._config.registry` for :class:`~keras_safe.RegistryEntry`.
 """
@@ -37,6 +37,16 @@ def kind_of(obj: Any) -> str:
                 return kind
         return "class"
     return "function"
+
+
+def defined_in_keras(cls: type) -> bool:
+    """Whether ``cls`` is defined in Keras itself (its module is ``keras`` or below it).
+
+    True for Keras' layers and models and for the containers Keras wraps
+    attribute values in (``TrackedList`` ...); False for subclasses defined
+    elsewhere.
+    """
+    return cls.__module__.split(".", 1)[0] == "keras"
 
 
 def definition_of(obj: Any) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from keras_safe._config import migration
 from keras_safe._config.codec import Codec
+from keras_safe._config.describe import defined_in_keras
 from keras_safe.errors import CompatibilityError
 
 EMPTY = inspect.Parameter.empty
@@ -136,7 +137,7 @@ def _shown(param: inspect.Parameter) -> str:
 def keras_base_params(cls: type) -> frozenset[str]:
     names: set[str] = set()
     for klass in cls.__mro__:
-        if klass.__module__.split(".", 1)[0] != "keras" or "__init__" not in klass.__dict__:
+        if not defined_in_keras(klass) or "__init__" not in klass.__dict__:
             continue
         try:
             parameters = inspect.signature(klass.__dict__["__init__"]).parameters

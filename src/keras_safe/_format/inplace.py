@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from keras_safe import _keras
 from keras_safe._format.reader import MemberWindow, read_range
 from keras_safe.errors import IntegrityError
 
@@ -48,7 +49,7 @@ class InPlaceMember(MemberWindow):
         # zipfile writes the local header (size unknown yet, so zip64) and
         # locks the archive against other writes until the handle closes.
         self._handle = archive.open(info, "w", force_zip64=True)
-        fp: Any = archive.fp
+        fp = _keras.zip_file_of(archive)
         fp.flush()
         super().__init__(fp.fileno(), fp.tell(), 0, name)
         self._written_back = 0  # bytes of the member whose writeback was started
@@ -87,13 +88,10 @@ class InPlaceMember(MemberWindow):
             sync.wait(check=False)  # the archive's own fsync reports failures
         # zipfile's write handle counts what went through its write(); these
         # bytes went around it, so give it the count and CRC before it closes
-        # (same fields in CPython 3.10 to 3.13; checked below).
-        handle: Any = self._handle
-        handle._file_size = handle._compress_size = self._size
-        handle._crc = crc
-        fp: Any = self._archive.fp
-        fp.seek(self._start + self._size)
-        handle.close()
+        # (checked below).
+        _keras.zip_written_around(self._handle, self._size, crc)
+        _keras.zip_file_of(self._archive).seek(self._start + self._size)
+        self._handle.close()
         info = self._archive.getinfo(self.name)
         if (info.CRC, info.file_size, info.compress_size) != (crc, self._size, self._size):
             raise IntegrityError(f"Archive member {self.name!r} was not recorded as written.")

@@ -5,11 +5,18 @@ over all of them; here those are compared with the bytes actually present.
 Digests catch corruption and, with ``expected_digest``, pin a file;
 authenticity needs a key (``verify_key``), because whoever edits a file can
 rewrite its manifest too.
+
+Every member is hashed once, straight from the file (:func:`check_digests`,
+on another core while Keras builds the model: :class:`Hasher`); the command
+line draws a progress bar over that same pass (:func:`hashing_progress`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +31,23 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Hasher",
+    "Progress",
     "check_digest",
+    "check_digests",
     "check_member_list",
     "check_pins",
+    "hashing_progress",
     "parse_json",
     "read_manifest",
+    "recorded_members",
 ]
+
+Progress = Callable[[str, int], Callable[[int], None]]
+"""``progress(title, total_bytes)`` starts a phase and returns ``advance(n_bytes)``."""
+
+_HASHING_PROGRESS: contextvars.ContextVar[tuple[Path, Progress] | None] = contextvars.ContextVar(
+    "keras_safe_hashing_progress", default=None
+)
 
 
 def parse_json(
@@ -85,8 +103,13 @@ def check_pins(manifest: Manifest | None, options: LoadOptions, path: Path) -> N
             )
 
 
+def recorded_members(reader: ArchiveReader) -> list[str]:
+    """The members a manifest records (digest and size): all but metadata.json, which holds it."""
+    return [name for name in reader.members if name != METADATA]
+
+
 def check_member_list(manifest: Manifest, reader: ArchiveReader) -> None:
-    present = {name for name in reader.members if name != METADATA}
+    present = set(recorded_members(reader))
     listed = set(manifest.members)
     for name in sorted(present - listed):
         raise IntegrityError(
@@ -121,25 +144,62 @@ def check_digest(reader: ArchiveReader, manifest: Manifest, name: str, actual: s
         )
 
 
-class Hasher(threading.Thread):
-    """Hash members on another core while Keras builds the model."""
+def check_digests(
+    reader: ArchiveReader,
+    manifest: Manifest | None,
+    names: Iterable[str],
+    advance: Callable[[int], None] | None = None,
+) -> dict[str, str]:
+    """Hash members straight from the file; with a manifest, each must match its record.
 
-    def __init__(self, reader: ArchiveReader, names: list[str]) -> None:
+    Returns ``{name: sha256}``; raises :class:`~keras_safe.IntegrityError` at
+    the first member whose digest differs from the manifest's. ``advance``
+    is told the bytes as they are read.
+    """
+    digests: dict[str, str] = {}
+    for name in names:
+        digest = reader.sha256(name, advance)
+        if manifest is not None:
+            check_digest(reader, manifest, name, digest)
+        digests[name] = digest
+    return digests
+
+
+@contextmanager
+def hashing_progress(path: Path, progress: Progress) -> Iterator[None]:
+    """Report the bytes :class:`Hasher` reads from ``path`` to ``progress``, in this context.
+
+    The command line's ``verify`` and ``upgrade`` call the library, which
+    checks every digest once; the progress bar follows that pass.
+    """
+    token = _HASHING_PROGRESS.set((path, progress))
+    try:
+        yield
+    finally:
+        _HASHING_PROGRESS.reset(token)
+
+
+class Hasher(threading.Thread):
+    """Check members' digests on another core while Keras builds the model."""
+
+    def __init__(self, reader: ArchiveReader, manifest: Manifest, names: list[str]) -> None:
         super().__init__(daemon=True)
-        self._reader, self._names = reader, names
-        self.digests: dict[str, str] = {}
+        self._reader, self._manifest, self._names = reader, manifest, names
+        self._advance: Callable[[int], None] | None = None
+        reporting = _HASHING_PROGRESS.get()  # read here, in the loading thread
+        if reporting is not None and reporting[0] == reader.path:
+            total = sum(reader.size(name) for name in names)
+            self._advance = reporting[1]("checking digests", total)
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            for name in self._names:
-                self.digests[name] = self._reader.sha256(name)
+            check_digests(self._reader, self._manifest, self._names, self._advance)
         except BaseException as exc:  # re-raised by check() in the loading thread
             self.error = exc
 
-    def check(self, manifest: Manifest) -> None:
+    def check(self) -> None:
+        """Wait for the digests; raise what checking them raised."""
         self.join()
         if self.error is not None:
             raise self.error
-        for name, digest in self.digests.items():
-            check_digest(self._reader, manifest, name, digest)

@@ -2,8 +2,8 @@
 
 It is stored under the ``"keras_safe"`` key of the archive's
 ``metadata.json``, a member Keras writes and never reads back, so plain
-``keras.models.load_model`` is unaffected. See the README ("Manifest format")
-for the JSON layout.
+``keras.models.load_model`` is unaffected. docs/format.md describes the JSON
+layout, and docs/manifest.schema.json is its JSON Schema: change them with it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import keras
 from keras_safe.errors import IntegrityError
 
 __all__ = [
+    "ENVIRONMENT_LABELS",
     "FORMAT_VERSION",
     "Manifest",
     "MemberRecord",
@@ -296,6 +297,16 @@ def content_digest(members: Mapping[str, MemberRecord]) -> str:
     return hashlib.sha256(
         json.dumps(listing, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
+
+
+ENVIRONMENT_LABELS: Mapping[str, str] = {
+    "keras_safe": "keras_safe",
+    "keras": "Keras",
+    "backend": "backend",
+    "tensorflow": "TensorFlow",
+    "python": "Python",
+}
+"""How text names each key of :func:`environment`, in the order it lists them."""
 
 
 def environment() -> dict[str, str | None]:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from keras_safe import _keras
 from keras_safe._format.limits import ArchiveLimits
 from keras_safe._format.ziplayout import (
     LocalHeader,
@@ -47,7 +48,6 @@ __all__ = [
 CONFIG = "config.json"
 METADATA = "metadata.json"
 WEIGHTS = "model.weights.h5"
-WEIGHTS_NPZ = "model.weights.npz"
 ASSETS_DIR = "assets/"
 
 _CHUNK = 1 << 20
@@ -144,7 +144,8 @@ class ArchiveReader:
                 info.filename: read_local_header(self._fd, info, self.file_size, path)
                 for info in infos
             }
-            check_layout(self._fd, infos, self._headers, self._zip.start_dir, path)
+            start_dir = _keras.zip_central_directory_offset(self._zip)
+            check_layout(self._fd, infos, self._headers, start_dir, path)
         except BaseException:
             self._file.close()
             raise

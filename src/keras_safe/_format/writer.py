@@ -24,6 +24,7 @@ import zipfile
 from pathlib import Path
 from typing import IO, Any
 
+from keras_safe import _keras
 from keras_safe._format.inplace import InPlaceMember, Sync
 from keras_safe.errors import IntegrityError, _FileExistsError
 
@@ -213,7 +214,7 @@ class AtomicArchiveWriter:
         """Discard the temporary file; the target stays as it was."""
         try:
             if not self._closed:
-                self.zipfile.fp = None  # don't write a central directory on close
+                _keras.zip_abandon(self.zipfile)  # no central directory on close
                 self._closed = True
             self._close_file(check=False)
         finally:

@@ -51,23 +51,11 @@ _ALLOWED_BASES: tuple[type, ...] = (
     keras.optimizers.schedules.LearningRateSchedule,
     keras.DTypePolicy,
 )
-# Layers that run code or load files chosen by the model file.
 # Functional graphs record the keras.ops they apply (`x + y`, `keras.ops.relu`)
-# as Operation nodes from keras.src.ops; they are model parts too. The few
-# that take Python callables are refused.
+# as Operation nodes (_keras.is_keras_operation); they are model parts too. The
+# few that take Python callables are refused.
 _OPS_WITH_CALLABLES = frozenset({"WhileLoop", "ForiLoop", "VectorizedMap"})
-
-
-def _is_keras_op(obj: Any) -> bool:
-    return (
-        isinstance(obj, type)
-        and issubclass(obj, keras.Operation)
-        and obj is not keras.Operation
-        and obj.__module__.startswith("keras.src.ops.")
-        and not obj.__module__.endswith("_test")
-    )
-
-
+# Layers that run code or load files chosen by the model file.
 _REFUSED_LAYERS: tuple[type, ...] = tuple(
     cls
     for name in ("Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer")
@@ -233,11 +221,8 @@ class Resolver:
         return checked[0]
 
     def _check_kind(self, ref: Reference, module: str, obj: Any) -> Resolved | None:
-        if obj is None and module.startswith("keras.src."):
-            # Non-exported built-ins (e.g. Functional) are written with their
-            # defining module; it is already imported if Keras could write it.
-            loaded = sys.modules.get(module)
-            obj = getattr(loaded, ref.name, None) if loaded is not None else None
+        if obj is None:
+            obj = _keras.unexported_symbol(module, ref.name)
         if isinstance(obj, type) and issubclass(obj, _ALLOWED_BASES):
             if issubclass(obj, _REFUSED_LAYERS):
                 raise UnsafeModelError(
@@ -249,7 +234,7 @@ class Resolver:
             if problem is not None:
                 raise UnsafeModelError(problem)
             return Resolved(ref, obj, "keras")
-        if _is_keras_op(obj):
+        if _keras.is_keras_operation(obj):
             if obj.__name__ in _OPS_WITH_CALLABLES:
                 raise UnsafeModelError(
                     f"{ref.where}: {module}.{ref.name} takes Python functions from the file; "

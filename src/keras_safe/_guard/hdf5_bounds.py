@@ -14,6 +14,8 @@ only:
   declare no more bytes than the file holds.
 * :class:`DatasetChecker` makes the store refuse, before reading it, a
   dataset whose shape and dtype match no variable of the rebuilt model.
+
+:func:`datasets` and :func:`dataset_shapes` list what a (checked) file holds.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import h5py
 from keras_safe._format.limits import ArchiveLimits
 from keras_safe.errors import UnsafeModelError
 
-__all__ = ["DatasetChecker", "scan_weights"]
+__all__ = ["DatasetChecker", "dataset_shapes", "datasets", "scan_weights"]
 
 # deflate, shuffle, fletcher32, szip, nbit, scale-offset: built into HDF5.
 # Any other filter id makes HDF5 search its plugin path for a shared library.
@@ -136,6 +138,23 @@ def _check_attributes(obj: Any, path: str, where: str, limits: ArchiveLimits) ->
                 f"bytes (limit {limits.max_h5_attribute_bytes}, "
                 "ArchiveLimits.max_h5_attribute_bytes)."
             )
+
+
+def datasets(handle: Any) -> dict[str, Any]:
+    """Every dataset below ``handle`` (an open file or group): ``{path: h5py.Dataset}``."""
+    found: dict[str, Any] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found[name] = obj
+
+    handle.visititems(visit)
+    return found
+
+
+def dataset_shapes(handle: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Every dataset below ``handle``: ``{path: (shape, dtype)}``."""
+    return {name: (tuple(ds.shape), str(ds.dtype)) for name, ds in datasets(handle).items()}
 
 
 class DatasetChecker:

@@ -10,7 +10,6 @@ before it costs memory or a deep stack.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,8 +82,3 @@ def parse_json_object(data: bytes, where: str, limits: ArchiveLimits) -> dict[st
     if not isinstance(value, dict):
         raise IntegrityError(f"{where} should hold a JSON object, not {type(value).__name__}.")
     return value
-
-
-def member_label(member: str, path: Path) -> str:
-    """``"config.json in model.keras"``: how messages name a JSON member."""
-    return f"{member} in {path}"

@@ -1,23 +1,36 @@
-"""Every use of Keras' private API in keras_safe, in one package.
+"""Every use of Keras' private API, and of CPython's, in keras_safe, in one package.
 
 Keras' public ``keras.saving`` API covers most of what keras_safe needs. The
 few things it does not expose are wrapped here, each with the reason, so a
 Keras upgrade that moves them breaks this package (covered by
 ``tests/test_keras_compat.py``) instead of the whole library:
 
-- ``names``: exported symbols, registered names, legacy lookup tables;
+- ``names``: exported symbols, registered names, legacy lookup tables,
+  non-exported built-ins and operation classes (``keras.src`` modules);
 - ``models``: safe-mode building and serialization, the variable budget,
   the checkpoint callback hook;
 - ``state``: writing and reading the weights file;
-- ``deferred``: the value-less rebuild used by ``save(verify=True)``.
+- ``deferred``: the value-less rebuild used by ``save(verify=True)`` and its
+  ``StatelessScope`` (``ObservingScope``);
+- ``cpython``: the undocumented parts of ``zipfile`` the archive writer and
+  reader use (the archive's file, a write handle's counts, ``start_dir``).
 
 The rest of keras_safe imports from here only (``from keras_safe import
-_keras``), never from ``keras.src``.
+_keras``), never from ``keras.src``, and names neither ``keras.src`` modules
+nor private attributes of Keras' or CPython's objects
+(``test_private_keras_imports_live_in_the_keras_package_only``).
 """
 
 from __future__ import annotations
 
+from keras_safe._keras.cpython import (
+    zip_abandon,
+    zip_central_directory_offset,
+    zip_file_of,
+    zip_written_around,
+)
 from keras_safe._keras.deferred import (
+    ObservingScope,
     cache_attr_skipsets,
     deferred_scope,
     deferred_variables,
@@ -44,6 +57,7 @@ from keras_safe._keras.models import (
 from keras_safe._keras.names import (
     builtin_function_modules,
     forget_registered_name,
+    is_keras_operation,
     keras_symbol,
     legacy_candidates,
     legacy_name_tables,
@@ -51,6 +65,7 @@ from keras_safe._keras.names import (
     scoped_custom_objects,
     set_registered_name,
     snake_case,
+    unexported_symbol,
     vocabulary_layers,
 )
 from keras_safe._keras.state import (
@@ -63,6 +78,7 @@ from keras_safe._keras.state import (
 
 __all__ = [
     "CheckpointCallback",
+    "ObservingScope",
     "RecordingH5Store",
     "VariableBudgetExceeded",
     "add_functional_base",
@@ -78,6 +94,7 @@ __all__ = [
     "forget_registered_name",
     "has_unbuilt_sublayers",
     "is_functional_init",
+    "is_keras_operation",
     "keras_symbol",
     "legacy_candidates",
     "legacy_name_tables",
@@ -93,8 +110,13 @@ __all__ = [
     "set_registered_name",
     "sharing_objects",
     "snake_case",
+    "unexported_symbol",
     "variable_budget",
     "vocabulary_layers",
     "weight_path_renames",
     "write_state",
+    "zip_abandon",
+    "zip_central_directory_offset",
+    "zip_file_of",
+    "zip_written_around",
 ]

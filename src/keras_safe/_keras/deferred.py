@@ -17,7 +17,49 @@ import keras
 from keras.src.backend.common import global_state
 from keras.src.saving import object_registration, saving_lib, serialization_lib
 
-__all__ = ["cache_attr_skipsets", "deferred_scope", "deferred_variables", "deserialize_deferred"]
+__all__ = [
+    "ObservingScope",
+    "cache_attr_skipsets",
+    "deferred_scope",
+    "deferred_variables",
+    "deserialize_deferred",
+]
+
+
+class ObservingScope(keras.StatelessScope):  # type: ignore[misc]
+    """A ``keras.StatelessScope`` (variables left uninitialized) that reports reads and assigns.
+
+    Inside a stateless scope Keras asks the scope's ``get_current_value``
+    for every read of a variable and hands every ``assign`` to its
+    ``add_update`` (the scope's protocol with Keras, not public API). A
+    subclass overrides :meth:`value_read` and :meth:`assigned` instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(initialize_variables=False)
+
+    def value_read(self, variable: Any, value: Any) -> None:
+        """Called on every read of ``variable``; ``value`` is None if the scope holds none."""
+
+    def assigned(self, variable: Any, value: Any) -> bool:
+        """Called on every assign; return True to take ``value`` (the scope then keeps none)."""
+        return False
+
+    def current_value(self, variable: Any) -> Any:
+        """The value the scope holds for ``variable`` (None if none), read as Keras reads it."""
+        return self.get_current_value(variable)
+
+    # -- the scope's side of Keras' protocol ---------------------------------------
+
+    def get_current_value(self, variable: Any) -> Any:
+        value = super().get_current_value(variable)
+        self.value_read(variable, value)
+        return value
+
+    def add_update(self, update: tuple[Any, Any]) -> None:
+        variable, value = update
+        if not self.assigned(variable, value):
+            super().add_update(update)
 
 
 def deserialize_deferred(config: dict[str, Any], custom_objects: dict[str, Any]) -> Any:
@@ -94,8 +136,7 @@ _DEFERRED = threading.local()
 def deferred_variables(scope: Any) -> Iterator[None]:
     """Rebuild models whose variables hold no values of their own.
 
-    ``scope`` is a ``keras.StatelessScope`` (made with
-    ``initialize_variables=False``). Within this context
+    ``scope`` is an :class:`ObservingScope`. Within this context
     ``_keras.deserialize_model`` builds models without running their
     variables' initializers (see ``deserialize_deferred``) and tells the
     scope (``scope.model_built(model)``, if it has that method);

@@ -179,7 +179,8 @@ def sharing_objects() -> bool:
 # memory is allocated, so a budget checked there refuses the model first.
 
 _budget = threading.local()
-_installed: list[Any] = []
+_install_lock = threading.Lock()
+_HOOK_MARK = "_keras_safe_budget_hook"  # set on the installed wrapper
 
 
 class VariableBudgetExceeded(Exception):
@@ -187,11 +188,24 @@ class VariableBudgetExceeded(Exception):
 
 
 def _install_budget_hook() -> None:
-    if _installed:
-        return
+    """Wrap ``Variable._validate_shape`` once per process, however many threads load at once.
+
+    The wrapper is process-wide (the budget it charges is per thread) and
+    carries a mark, so a method already wrapped is never wrapped again.
+    """
     from keras.src.backend.common import variables
 
-    original = variables.Variable._validate_shape
+    if getattr(variables.Variable._validate_shape, _HOOK_MARK, False):
+        return
+    with _install_lock:
+        original = variables.Variable._validate_shape
+        if getattr(original, _HOOK_MARK, False):
+            return  # another thread installed it meanwhile
+        variables.Variable._validate_shape = _budget_hook(original)
+
+
+def _budget_hook(original: Any) -> Any:
+    """``Variable._validate_shape`` that also charges the shape to this thread's budget."""
 
     def _validate_shape(self: Any, shape: Any) -> Any:
         shape = original(self, shape)
@@ -207,8 +221,8 @@ def _install_budget_hook() -> None:
             _budget.remaining = remaining - need
         return shape
 
-    variables.Variable._validate_shape = _validate_shape
-    _installed.append(original)
+    setattr(_validate_shape, _HOOK_MARK, True)
+    return _validate_shape
 
 
 def _nbytes(shape: Any, dtype: Any) -> int:

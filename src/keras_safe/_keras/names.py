@@ -6,8 +6,10 @@ Where keras_safe resolves a reference the way Keras will (``public_keras_name``,
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import keras
 from keras.src import api_export
 from keras.src.backend.common import global_state
 from keras.src.saving import object_registration, serialization_lib
@@ -30,6 +32,35 @@ def public_keras_name(obj: Any) -> str | None:
 def keras_symbol(name: str) -> Any:
     """The Keras symbol exported under ``name`` (``"keras.layers.Dense"``), or None."""
     return api_export.get_symbol_from_name(name)
+
+
+def unexported_symbol(module: str, name: str) -> Any:
+    """A Keras built-in that is not exported (e.g. ``Functional``), by its defining module.
+
+    Keras writes such classes with the module under ``keras.src`` that
+    defines them; if Keras could write one, that module is already
+    imported. None for any other module, and for a module not imported.
+    """
+    if not module.startswith("keras.src."):
+        return None
+    loaded = sys.modules.get(module)
+    return getattr(loaded, name, None) if loaded is not None else None
+
+
+def is_keras_operation(obj: Any) -> bool:
+    """Whether ``obj`` is one of Keras' operation classes (defined under ``keras.src.ops``).
+
+    Functional graphs record the ``keras.ops`` they apply (``x + y``,
+    ``keras.ops.relu``) as nodes of these classes; Keras' own test modules
+    there do not count.
+    """
+    return (
+        isinstance(obj, type)
+        and issubclass(obj, keras.Operation)
+        and obj is not keras.Operation
+        and obj.__module__.startswith("keras.src.ops.")
+        and not obj.__module__.endswith("_test")
+    )
 
 
 def forget_registered_name(obj: Any, key: str) -> None:

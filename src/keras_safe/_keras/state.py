@@ -167,17 +167,6 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         self._lent = weakref.ref(array)  # dies when TensorFlow releases the tensor
         return tensor
 
-    def datasets(self) -> dict[str, tuple[tuple[int, ...], str]]:
-        """Every dataset in the file: ``{path: (shape, dtype)}``."""
-        found: dict[str, tuple[tuple[int, ...], str]] = {}
-
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
-                found[name] = (tuple(obj.shape), str(obj.dtype))
-
-        self.h5_file.visititems(visit)
-        return found
-
 
 def weight_path_renames(model: Any, old_names: dict[type, str]) -> dict[str, str]:
     """Weight path prefixes under current class names -> under ``old_names``.

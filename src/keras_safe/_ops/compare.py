@@ -14,9 +14,12 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_safe._config.describe import defined_in_keras
+
 __all__ = [
     "SAVED_REBUILT",
     "Sides",
+    "bits_differ",
     "config_differences",
     "output_differences",
     "strictly_equal",
@@ -145,7 +148,7 @@ class _Differ:
 def _type_name(value: Any) -> str:
     """``list`` for Keras' TrackedList too: the type as the user wrote it."""
     for base in (list, tuple, dict):
-        if isinstance(value, base) and type(value).__module__.split(".")[0] == "keras":
+        if isinstance(value, base) and defined_in_keras(type(value)):
             return base.__name__
     return type(value).__name__
 
@@ -180,20 +183,37 @@ def _as_numpy(value: Any) -> np.ndarray[Any, Any]:
         return np.asarray(keras.ops.convert_to_numpy(value))
 
 
+def bits_differ(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Element-wise "not the same bits" of two arrays of one shape and dtype.
+
+    So NaN equals NaN and -0.0 differs from 0.0. Elements that are not 1, 2,
+    4 or 8 bytes of plain data (objects, strings, complex128) are compared
+    as values.
+    """
+    if not a.dtype.hasobject and a.dtype.kind not in "SU" and a.dtype.itemsize in (1, 2, 4, 8):
+        view = np.dtype(f"u{a.dtype.itemsize}")
+        differs: np.ndarray[Any, Any] = np.ascontiguousarray(a).view(view) != (
+            np.ascontiguousarray(b).view(view)
+        )
+        return differs
+    return np.asarray(a != b)
+
+
 def _bits_equal(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
+    """Whether two arrays have the same shape, dtype and bits (see :func:`bits_differ`)."""
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
     if a.dtype.hasobject:
         return bool(np.array_equal(a, b))
+    # Every byte, compared as the widest integers the size allows: the same
+    # bits, with an eighth of the element-wise work and temporary memory of uint8.
     left = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
     right = np.ascontiguousarray(b).reshape(-1).view(np.uint8)
-    # Compared as the widest integers the size allows: the same bits, with an
-    # eighth of the element-wise work and temporary memory of uint8.
     for wide in (np.uint64, np.uint32, np.uint16):
         if left.size % np.dtype(wide).itemsize == 0:
             left, right = left.view(wide), right.view(wide)
             break
-    return bool(np.array_equal(left, right))
+    return not bits_differ(left, right).any()
 
 
 def weight_differences(

@@ -17,11 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keras_safe._format.integrity import check_digest, check_member_list, parse_json, read_manifest
-from keras_safe._format.manifest import Manifest, ObjectRecord
-from keras_safe._format.reader import CONFIG, METADATA, WEIGHTS, ArchiveReader
+from keras_safe._format.integrity import (
+    Progress,
+    check_digests,
+    check_member_list,
+    parse_json,
+    read_manifest,
+    recorded_members,
+)
+from keras_safe._format.manifest import ENVIRONMENT_LABELS, Manifest, ObjectRecord
+from keras_safe._format.reader import CONFIG, WEIGHTS, ArchiveReader
 from keras_safe._ops.compare import Sides, config_differences
-from keras_safe._ops.diff_weights import Progress, WeightChange, weight_changes
+from keras_safe._ops.diff_weights import WeightChange, weight_changes
 from keras_safe._ops.foreign import derive_manifest
 from keras_safe._ops.options import existing_path, sniff
 from keras_safe.errors import _UsageError
@@ -38,13 +45,6 @@ A_B = Sides(
     counts="a has {left} items, b has {right}",
 )
 
-_ENVIRONMENT = (
-    ("keras_safe", "keras_safe"),
-    ("keras", "Keras"),
-    ("backend", "backend"),
-    ("tensorflow", "TensorFlow"),
-    ("python", "Python"),
-)
 _OBJECT_FIELDS = (
     ("module", "module"),
     ("qualname", "qualified name"),
@@ -209,25 +209,17 @@ class _Side:
             manifest = derive_manifest(reader, self.config())
         self.manifest: Manifest = manifest
         self.digests: dict[str, str] = {}
-        self.hashed_bytes = sum(
-            info.file_size for name, info in reader.members.items() if name != METADATA
-        )
+        self.hashed_bytes = sum(reader.size(name) for name in recorded_members(reader))
 
     def config(self) -> dict[str, Any]:
         return parse_json(self.reader.read(CONFIG), CONFIG, self.reader.path)
 
     def check(self, advance: Callable[[int], None] | None) -> None:
         """Hash every member; with a manifest, every digest must match it."""
-        manifest = self.manifest
-        if manifest.written_by == "keras_safe":
+        manifest = self.manifest if self.manifest.written_by == "keras_safe" else None
+        if manifest is not None:
             check_member_list(manifest, self.reader)
-        for name in self.reader.members:
-            if name == METADATA:
-                continue
-            digest = self.reader.sha256(name, advance)
-            if manifest.written_by == "keras_safe":
-                check_digest(self.reader, manifest, name, digest)
-            self.digests[name] = digest
+        self.digests = check_digests(self.reader, manifest, recorded_members(self.reader), advance)
 
     def same_member(self, other: _Side, name: str) -> bool:
         mine, theirs = self.digests.get(name), other.digests.get(name)
@@ -235,7 +227,7 @@ class _Side:
 
 
 def _version_lines(a: Manifest, b: Manifest) -> Iterator[str]:
-    for key, label in _ENVIRONMENT:
+    for key, label in ENVIRONMENT_LABELS.items():
         left, right = a.environment.get(key), b.environment.get(key)
         if left != right:
             yield f"{label}: a {left or 'unknown'}, b {right or 'unknown'}"

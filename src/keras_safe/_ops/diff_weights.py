@@ -17,15 +17,15 @@ import h5py
 import ml_dtypes
 import numpy as np
 
+from keras_safe._format.integrity import Progress
 from keras_safe._format.reader import WEIGHTS, ArchiveReader
+from keras_safe._guard.hdf5_bounds import datasets
+from keras_safe._ops.compare import bits_differ
 
 __all__ = ["WeightChange", "weight_changes"]
 
 _CHUNK_BYTES = 16 << 20
 _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
-
-Progress = Callable[[str, int], Callable[[int], None]]
-"""``progress(title, total_bytes)`` starts a phase and returns ``advance(n_bytes)``."""
 
 
 @dataclass(frozen=True)
@@ -62,19 +62,6 @@ class WeightChange:
         if self.max_abs is not None:
             amount += f" (max abs difference {self.max_abs:.6g})"
         return f"{where} {self.a}: {amount}"
-
-
-def _datasets(handle: Any) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    if handle is None:
-        return found
-
-    def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
-            found[name] = obj
-
-    handle.visititems(visit)
-    return found
 
 
 def _by_layer_name(datasets: dict[str, Any]) -> dict[str, Any] | None:
@@ -144,6 +131,10 @@ def _owner(dataset: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def _datasets(handle: Any) -> dict[str, Any]:
+    return {} if handle is None else datasets(handle)
+
+
 def _open_weights(reader: ArchiveReader) -> Any:
     if not reader.has(WEIGHTS):
         return None
@@ -192,7 +183,7 @@ def _compare_dataset(
         return WeightChange(name, "shape", _describe(a), _describe(b), owner=owner)
     changed, largest = 0, None
     for block_a, block_b in zip(_blocks(a), _blocks(b), strict=True):
-        differs = _differing(block_a, block_b)
+        differs = bits_differ(block_a, block_b)
         count = int(np.count_nonzero(differs))
         if count and (block_a.dtype.kind in "biuf" or block_a.dtype == _BFLOAT16):
             gap = np.abs(block_a[differs].astype("float64") - block_b[differs].astype("float64"))
@@ -219,14 +210,3 @@ def _blocks(dataset: Any) -> Iterator[np.ndarray[Any, Any]]:
     step = max(1, _CHUNK_BYTES // row_bytes)
     for start in range(0, dataset.shape[0], step):
         yield np.asarray(dataset[start : start + step]).view(dtype)
-
-
-def _differing(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """Element-wise "not the same bits" (so NaN equals NaN and -0.0 differs from 0.0)."""
-    if not a.dtype.hasobject and a.dtype.kind not in "SU" and a.dtype.itemsize in (1, 2, 4, 8):
-        view = np.dtype(f"u{a.dtype.itemsize}")
-        differs: np.ndarray[Any, Any] = np.ascontiguousarray(a).view(view) != (
-            np.ascontiguousarray(b).view(view)
-        )
-        return differs
-    return np.asarray(a != b)

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from typing import Any
 
 from keras_safe._config.describe import distribution_of, kind_of
 from keras_safe._config.registry import registry
-from keras_safe._format.manifest import Manifest, describe_object
+from keras_safe._format.manifest import ENVIRONMENT_LABELS, Manifest, describe_object
 from keras_safe.errors import CompatibilityError, CompatibilityWarning
 
-__all__ = ["ON_MISMATCH", "OnMismatch", "find_drift", "report_drift"]
+__all__ = ["find_drift", "report_drift"]
 
-OnMismatch = Literal["warn", "error", "ignore"]
-ON_MISMATCH: tuple[str, ...] = get_args(OnMismatch)
-
-_ENVIRONMENT_KEYS = (("keras", "Keras"), ("backend", "Keras backend"), ("tensorflow", "TensorFlow"))
+# The versions that change how a model loads. A drift line stands alone, so
+# it names the backend as Keras'.
+_DRIFT_LABELS = {
+    "keras": ENVIRONMENT_LABELS["keras"],
+    "backend": "Keras backend",
+    "tensorflow": ENVIRONMENT_LABELS["tensorflow"],
+}
 
 
 def find_drift(
@@ -31,7 +34,7 @@ def find_drift(
 ) -> list[str]:
     """One line per difference; ``objects`` maps manifest keys to live objects."""
     lines: list[str] = []
-    for key, label in _ENVIRONMENT_KEYS:
+    for key, label in _DRIFT_LABELS.items():
         saved, now = manifest.environment.get(key), current.get(key)
         if saved and now and saved != now:
             lines.append(f"{label} {saved} when saved, {now} now")

@@ -14,12 +14,13 @@ import h5py
 
 from keras_safe import _keras
 from keras_safe._config.migration import VERSION_KEY
+from keras_safe._format.integrity import recorded_members
 from keras_safe._format.limits import ArchiveLimits
 from keras_safe._format.manifest import Manifest, MemberRecord, ModelSummary, ObjectRecord
 from keras_safe._format.reader import METADATA, WEIGHTS, ArchiveReader
 from keras_safe._guard import containment
 from keras_safe._guard.allowlist import Reference, Resolver, iter_references, resolve_all
-from keras_safe._guard.hdf5_bounds import scan_weights
+from keras_safe._guard.hdf5_bounds import dataset_shapes, scan_weights
 from keras_safe._guard.json_bounds import parse_json_object
 from keras_safe.errors import CompatibilityError, IntegrityError, KerasSafeError
 
@@ -37,11 +38,10 @@ def _custom_records(configs: list[Any]) -> tuple[ObjectRecord, ...]:
         for ref in iter_references(config):
             if _is_builtin(resolver, ref) or ref.key in records:
                 continue
-            kind = "function" if ref.kind == "function" else ref.kind
             version = ref.config.get(VERSION_KEY) if isinstance(ref.config, dict) else None
             records[ref.key] = ObjectRecord(
                 key=ref.key,
-                kind=kind,
+                kind=ref.kind,
                 module=ref.module,
                 qualname=ref.name,
                 config_version=version if type(version) is int and version > 0 else 1,
@@ -101,17 +101,6 @@ def _summary(
     )
 
 
-def _h5_shapes(handle: Any) -> dict[str, tuple[tuple[int, ...], str]]:
-    found: dict[str, tuple[tuple[int, ...], str]] = {}
-
-    def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
-            found[name] = (tuple(obj.shape), str(obj.dtype))
-
-    handle.visititems(visit)
-    return found
-
-
 def derive_manifest(reader: ArchiveReader, config: dict[str, Any]) -> Manifest:
     """A manifest for a plain ``.keras`` archive, read off its config and members."""
     shapes: dict[str, tuple[tuple[int, ...], str]] = {}
@@ -120,7 +109,7 @@ def derive_manifest(reader: ArchiveReader, config: dict[str, Any]) -> Manifest:
             with h5py.File(reader.window(WEIGHTS), "r") as handle:
                 where = f"{WEIGHTS} in {reader.path}"
                 scan_weights(handle, where, reader.limits, reader.size(WEIGHTS))
-                shapes = _h5_shapes(handle)
+                shapes = dataset_shapes(handle)
         except OSError:
             shapes = {}
     keras_version = None
@@ -135,11 +124,7 @@ def derive_manifest(reader: ArchiveReader, config: dict[str, Any]) -> Manifest:
         saved_at=None,
         model=_summary(config, shapes),
         objects=_custom_records([config]),
-        members={
-            name: MemberRecord(None, info.file_size)
-            for name, info in reader.members.items()
-            if name != METADATA
-        },
+        members={name: MemberRecord(None, reader.size(name)) for name in recorded_members(reader)},
         digest=None,
         written_by="keras",
     )
@@ -187,7 +172,7 @@ def inspect_h5(path: Path, limits: ArchiveLimits | None = None) -> Manifest:
     with _open_h5(path, limits or ArchiveLimits()) as handle:
         model_config, training = _h5_configs(handle, path, limits or ArchiveLimits())
         weights = handle.get("model_weights", handle)
-        shapes = _h5_shapes(weights)
+        shapes = dataset_shapes(weights)
         keras_version = handle.attrs.get("keras_version")
     if isinstance(keras_version, bytes):
         keras_version = keras_version.decode("utf-8", "replace")

@@ -40,12 +40,13 @@ from keras_safe._format.manifest import Manifest, environment
 from keras_safe._format.reader import ASSETS_DIR, CONFIG, WEIGHTS, ArchiveReader
 from keras_safe._guard import containment
 from keras_safe._guard.allowlist import Resolved, Resolver, resolve_all
-from keras_safe._guard.hdf5_bounds import DatasetChecker, scan_weights
+from keras_safe._guard.hdf5_bounds import DatasetChecker, dataset_shapes, scan_weights
 from keras_safe._ops import foreign
-from keras_safe._ops.drift import OnMismatch, find_drift, report_drift
+from keras_safe._ops.drift import find_drift, report_drift
 from keras_safe._ops.options import (
     LoadKwargs,
     LoadOptions,
+    OnMismatch,
     OnOptimizerMismatch,
     as_path,
     existing_path,
@@ -236,7 +237,7 @@ def load_archive(reader: ArchiveReader, options: LoadOptions, *, own_file: bool 
     if manifest is not None:
         check_member_list(manifest, reader)
         check_digest(reader, manifest, CONFIG, _sha256(config_bytes))
-        hasher = Hasher(reader, [n for n in manifest.members if n != CONFIG])
+        hasher = Hasher(reader, manifest, [n for n in manifest.members if n != CONFIG])
         hasher.start()
     try:
         config = parse_json(config_bytes, CONFIG, path, reader.limits)
@@ -252,11 +253,11 @@ def load_archive(reader: ArchiveReader, options: LoadOptions, *, own_file: bool 
         if config.get("compile_config") and not own_file:
             _warn_unapplied_compile(model, config["compile_config"])
         if hasher is not None and not own_file:
-            hasher.check(manifest)  # type: ignore[arg-type]
+            hasher.check()
             hasher = None
         load_weights(model, reader, options, resolved, _class_name(config.get("compile_config")))
         if hasher is not None:
-            hasher.check(manifest)  # type: ignore[arg-type]
+            hasher.check()
             hasher = None
     finally:
         if hasher is not None:
@@ -342,8 +343,8 @@ def build_model(
             raise containment.too_large(path, exceeded) from None
         raise CompatibilityError(
             f"Keras could not rebuild the model in {path} from its config: "
-            f"{type(exc).__name__}: {_first_lines(exc)}\nFix: the code of a custom class "
-            "probably changed since saving; add a migration (config_version / "
+            f"{type(exc).__name__}: {containment.first_lines(exc)}\nFix: the code of a custom "
+            "class probably changed since saving; add a migration (config_version / "
             "upgrade_config) or restore the old signature."
         ) from exc
     if exceeded:
@@ -353,11 +354,6 @@ def build_model(
             f"{path} holds a {type(model).__name__}, not a model; refusing to return it."
         )
     return model
-
-
-def _first_lines(exc: BaseException, limit: int = 800) -> str:
-    text = str(exc)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_weights(
@@ -389,7 +385,7 @@ def load_weights(
         try:
             where = f"{WEIGHTS} in {reader.path}"
             scan_weights(store.h5_file, where, reader.limits, reader.size(WEIGHTS))
-            datasets = store.datasets()
+            datasets = dataset_shapes(store.h5_file)
             skip, mismatch = _optimizer_to_skip(
                 model, datasets, options, reader.path, saved_optimizer
             )

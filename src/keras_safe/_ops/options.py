@@ -1,4 +1,8 @@
-"""The arguments of ``load``, ``inspect`` and ``verify``: their types, validated before any read."""
+"""The arguments of ``load``, ``inspect`` and ``verify``: their types, validated before any read.
+
+Importing this module does not import Keras: the command line offers
+:data:`ON_MISMATCH` in its help.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,31 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from typing_extensions import TypedDict
 
 from keras_safe._format.limits import ArchiveLimits, resolve_limits
-from keras_safe._guard.allowlist import normalize_prefixes
-from keras_safe._ops.drift import ON_MISMATCH, OnMismatch
 from keras_safe.errors import _UsageError
 
-__all__ = ["LoadKwargs", "LoadOptions", "SaveKwargs", "as_path", "existing_path", "sniff"]
+__all__ = [
+    "ON_MISMATCH",
+    "LoadKwargs",
+    "LoadOptions",
+    "OnMismatch",
+    "OnOptimizerMismatch",
+    "SaveKwargs",
+    "as_path",
+    "existing_path",
+    "sniff",
+]
+
+OnMismatch = Literal["warn", "error", "ignore"]
+ON_MISMATCH: tuple[str, ...] = get_args(OnMismatch)
+"""What ``on_mismatch`` may say about changes since saving: report, fail, or accept."""
 
 OnOptimizerMismatch = Literal["error", "warn"]
-ON_OPTIMIZER_MISMATCH = ("error", "warn")
+ON_OPTIMIZER_MISMATCH: tuple[str, ...] = get_args(OnOptimizerMismatch)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -93,6 +109,8 @@ class LoadOptions:
                 raise _UsageError(
                     f"expected_digest must be 64 hex digits (a SHA-256), got {expected_digest!r}."
                 )
+        from keras_safe._guard.allowlist import normalize_prefixes  # imports Keras
+
         try:
             prefixes = normalize_prefixes(allow_imports)
         except ValueError as exc:

@@ -21,8 +21,6 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-import keras
-
 from keras_safe import _keras
 from keras_safe._format.reader import ArchiveReader
 from keras_safe._ops import load as loading
@@ -120,19 +118,18 @@ def _rebuild(path: Path, shown: Path | None = None) -> Any:
             ) from exc
 
 
-class _ComparingScope(keras.StatelessScope):  # type: ignore[misc]
+class _ComparingScope(_keras.ObservingScope):
     """The stateless scope of a deferred rebuild.
 
-    Keras records every ``assign`` made in a stateless scope with
-    ``add_update``. Given the live model, the values assigned to the rebuilt
-    model's weights and optimizer variables are compared with the live
-    variable at the same position as they arrive, and only the outcome is
-    kept; other values (or all of them, without a live model: outputs on
-    ``sample_input`` are computed from them) are kept as Keras keeps them.
+    Given the live model, the values assigned to the rebuilt model's weights
+    and optimizer variables are compared with the live variable at the same
+    position as they arrive, and only the outcome is kept; other values (or
+    all of them, without a live model: outputs on ``sample_input`` are
+    computed from them) are kept as Keras keeps them.
     """
 
     def __init__(self, live: Any, with_optimizer: bool = True) -> None:
-        super().__init__(initialize_variables=False)
+        super().__init__()
         self._live = live
         self._with_optimizer = with_optimizer
         self._pairs: dict[int, tuple[Any, str]] = {}
@@ -149,30 +146,28 @@ class _ComparingScope(keras.StatelessScope):  # type: ignore[misc]
                 for a, b in zip(live, new, strict=False):
                     self._pairs[id(b)] = (a, what)
 
-    def get_current_value(self, variable: Any) -> Any:
-        """Keras asks this for every read of a variable in the scope.
+    def value_read(self, variable: Any, value: Any) -> None:
+        """Every read of a variable in the scope.
 
         A rebuilt variable read while no loaded value is kept for it (its
         placeholder, or a value already compared and dropped) would not read
         what an ordinary rebuild reads: this rebuild then cannot confirm.
         """
-        value = super().get_current_value(variable)
         if value is None and id(variable) in self._rebuilt:
             self.read_unloaded = True
-        return value
 
-    def add_update(self, update: tuple[Any, Any]) -> None:
-        variable, value = update
+    def assigned(self, variable: Any, value: Any) -> bool:
+        """Compare a loaded value of a paired variable and drop it; keep any other."""
         pair = self._pairs.get(id(variable))
         if pair is None:
-            super().add_update(update)
-            return
+            return False
         live, what = pair
         self.compared[id(variable)] = weight_differences([live], [variable], what, lambda _: value)
+        return True
 
     def differences(self, saved: list[Any], rebuilt: list[Any], what: str) -> list[str]:
         """Like ``weight_differences``, for variables loaded in this scope."""
-        return weight_differences(saved, rebuilt, what, self.get_current_value, self.compared)
+        return weight_differences(saved, rebuilt, what, self.current_value, self.compared)
 
 
 def _variable_lists(

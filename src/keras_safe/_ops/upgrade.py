@@ -63,8 +63,8 @@ def upgrade(
         The :class:`~keras_safe.Manifest` of the new file (``digest`` pins it).
 
     Raises:
-        The errors of :func:`keras_safe.load` for ``src`` (nothing is
-        written then) and of :func:`keras_safe.save` for ``dst``.
+        KerasSafeError: The errors of :func:`keras_safe.load` for ``src``
+            (nothing is written then) and of :func:`keras_safe.save` for ``dst``.
 
     Example:
         >>> manifest = keras_safe.upgrade("old_model.h5", "model.keras",

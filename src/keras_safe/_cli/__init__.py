@@ -1,0 +1,1 @@
+"""Text for the ``keras-safe`` command line: wrapping, progress bars, reports."""
