@@ -263,6 +263,10 @@ class Resolver:
                 "parts and registered objects; refusing to load it."
             )
 
+    def may_import(self, module: str | None) -> bool:
+        """Whether ``allow_imports`` lets ``module`` be imported."""
+        return self._may_import(module)
+
     def _may_import(self, module: str | None) -> bool:
         if not module or not _MODULE_RE.match(module):
             return False
@@ -362,7 +366,7 @@ def _missing_message(
         if record and record.distribution:
             distributions.append(f"{record.distribution}=={record.version}".rstrip("=None"))
     packages = tuple(sorted({m.split(".")[0] for m in modules}))
-    allowed = [p for p in packages if resolver._may_import(p)]
+    allowed = [p for p in packages if resolver.may_import(p)]
     fixes = []
     if modules:
         imports = ", ".join(dict.fromkeys(_public_module(m) for m in modules))
