@@ -7,6 +7,7 @@ non-zero when what it demonstrates does not hold.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from conftest import ROOT, SRC
 
 EXAMPLES = ROOT / "examples"
+_REQUIRES = re.compile(r"^# example-requires: (\w+)$", re.MULTILINE)
 _MAIN_GUARD = re.compile(r"""^if __name__ == ["']__main__["']:""", re.MULTILINE)
 TIMEOUT = 600  # seconds; each example takes seconds on an idle machine
 
@@ -34,6 +36,9 @@ def test_examples_are_discovered() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("example", runnable_examples(), ids=lambda p: p.name)
 def test_example_runs(example: Path, tmp_path: Path) -> None:
+    for module in _REQUIRES.findall(example.read_text()):
+        if importlib.util.find_spec(module) is None:  # a test dependency (keras-hub)
+            pytest.skip(f"{example.name} needs {module}, which is not installed")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": f"{SRC}{os.pathsep}{ROOT}"}
     proc = subprocess.run(
         [sys.executable, str(example)],

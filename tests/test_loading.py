@@ -129,7 +129,7 @@ def test_missing_objects_are_listed_all_at_once_with_origin_and_fix(saved) -> No
     )
     message = result["message"]
     assert "needs 5 custom object(s)" in message
-    assert "proj>Block (class, module loadpkg.layers; used at net > block)" in message
+    assert "proj>Block (class, module loadpkg.layers; used as layer 'block' (in net))" in message
     assert "proj>swish2 (function, module loadpkg.layers" in message
     assert "import loadpkg.layers" in message
     assert "allow_imports=('loadpkg',)" in message

@@ -140,7 +140,8 @@ def test_weights_that_do_not_load_are_named(layers: dict[str, Any]) -> None:
         assert_roundtrip(flagged, X)
     message = str(error.value)
     assert "Flagged 'flagged' does not survive keras_safe.save / keras_safe.load" in message
-    assert "weight layers/flagged/vars/1 in the file was not loaded" in message
+    assert "2 weights in the file were not loaded into any variable: " in message
+    assert "layers/flagged/vars/0, layers/flagged/vars/1" in message
 
 
 def test_unregistered_classes_fail_with_the_fix(layers: dict[str, Any]) -> None:

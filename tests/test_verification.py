@@ -133,7 +133,11 @@ def _broken_loader(kind: str) -> type:
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        ("skips", r"does not load back.*layers/broken_skips/vars/0 in the file was not loaded"),
+        (
+            "skips",
+            r"does not load back.*weights in the file were not loaded into any variable: "
+            r"layers/broken_skips/vars/0",
+        ),
         ("shifts", "weight broken/a: .* values differ after reloading"),
         ("swaps", "weight broken/a: .* values differ after reloading"),
         ("adds", "weight broken/a: .* values differ after reloading"),
@@ -147,9 +151,13 @@ def test_verify_refuses_weights_that_do_not_come_back(
     model = _trained(keras.Model(inputs, layer_class(name="broken")(inputs)), width=4)
     target = tmp_path / "m.keras"
     target.write_bytes(b"previous")
-    with pytest.raises(keras_safe.VerificationError, match=f"(?s){expected}"):
+    with pytest.raises(keras_safe.VerificationError, match=f"(?s){expected}") as info:
         keras_safe.save(model, target)
     assert target.read_bytes() == b"previous"
+    message = str(info.value)
+    assert str(target) in message
+    assert ".tmp" not in message and "keras-safe-" not in message  # no temporary file
+    assert "fresh process" not in message  # it is rebuilt in this one, as a new one would
 
 
 def test_verify_reports_a_layer_that_does_not_load(

@@ -38,6 +38,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "MissingObjectsError": ("keras_safe.errors", "MissingObjectsError"),
     "RegistrationError": ("keras_safe.errors", "RegistrationError"),
     "SerializationError": ("keras_safe.errors", "SerializationError"),
+    "TrainingStateWarning": ("keras_safe.errors", "TrainingStateWarning"),
     "UnsafeModelError": ("keras_safe.errors", "UnsafeModelError"),
     "VerificationError": ("keras_safe.errors", "VerificationError"),
     "VerifyReport": ("keras_safe._ops.load", "VerifyReport"),
@@ -85,6 +86,7 @@ if TYPE_CHECKING:
         MissingObjectsError,
         RegistrationError,
         SerializationError,
+        TrainingStateWarning,
         UnsafeModelError,
         VerificationError,
     )
@@ -123,6 +125,7 @@ __all__ = [
     "SerializableLayer",
     "SerializableModel",
     "SerializationError",
+    "TrainingStateWarning",
     "UnsafeModelError",
     "VerificationError",
     "VerifyReport",

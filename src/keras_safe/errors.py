@@ -20,6 +20,7 @@ __all__ = [
     "MissingObjectsError",
     "RegistrationError",
     "SerializationError",
+    "TrainingStateWarning",
     "UnsafeModelError",
     "VerificationError",
 ]
@@ -71,6 +72,16 @@ class CompatibilityError(KerasSafeError, ValueError):
 
 class CompatibilityWarning(UserWarning):
     """The environment or an object's code changed since the file was saved."""
+
+
+class TrainingStateWarning(UserWarning):
+    """Part of a model's training state is not saved, or not restored on load.
+
+    Raised by :func:`keras_safe.save` when it leaves out optimizer state that
+    loading could not put back, and by :func:`keras_safe.load` when a file's
+    optimizer state or training configuration does not go into the loaded
+    model. The message names what was left out and why.
+    """
 
 
 class _UsageError(KerasSafeError, ValueError):

@@ -49,8 +49,12 @@ def manifest_text(path: Path, manifest: Manifest) -> str:
     if versions:
         lines.append(_field("versions", versions))
     lines.append(_field("model", _model_line(manifest)))
-    if manifest.model.optimizer_params is not None:
+    if manifest.model.optimizer_state is not None:
+        lines.append(_field("optimizer", _optimizer_line(manifest)))
+    elif manifest.model.optimizer_params is not None:
         lines.append(_field("optimizer", _count(manifest.model.optimizer_params, "values")))
+    if manifest.model.training_note:
+        lines.append(_field("training state", manifest.model.training_note))
     if manifest.digest:
         lines.append(_field("content digest", manifest.digest))
     if manifest.written_by == "keras_safe":
@@ -65,6 +69,16 @@ def manifest_text(path: Path, manifest: Manifest) -> str:
         digest = member.sha256 or "(no digest recorded)"
         lines.append(f"  {human_size(member.size):>10}  {digest:<64}  {name}")
     return "\n".join(lines)
+
+
+def _optimizer_line(manifest: Manifest) -> str:
+    model = manifest.model
+    if model.optimizer_state == "none":
+        return "none (the model was not compiled with an optimizer)"
+    name = model.optimizer or "optimizer"
+    if model.optimizer_state == "included":
+        return f"{name}, state included ({_count(model.optimizer_params or 0, 'values')})"
+    return f"{name}, state not in the file (see training state)"
 
 
 def _model_line(manifest: Manifest) -> str:

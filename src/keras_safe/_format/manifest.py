@@ -120,6 +120,20 @@ class ModelSummary:
     trainable_params: int | None = None
     non_trainable_params: int | None = None
     optimizer_params: int | None = None
+    # What the file holds of the training state (None: an older file, or
+    # one saved by plain Keras). optimizer_state is "included" (every
+    # optimizer variable is in the file and loads back), "excluded" (the
+    # file has none of them: training_note says why) or "none" (the model
+    # was not compiled with an optimizer).
+    optimizer: str | None = None
+    optimizer_state: str | None = None
+    training_note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        # The training-state keys came later: left out when unknown, so a
+        # file saved without them keeps the canonical bytes it was signed with.
+        later = ("optimizer", "optimizer_state", "training_note")
+        return {k: v for k, v in self.__dict__.items() if v is not None or k not in later}
 
     @property
     def params(self) -> int | None:
@@ -175,7 +189,7 @@ class Manifest:
             "format": self.format_version,
             "environment": dict(self.environment),
             "saved_at": self.saved_at,
-            "model": dict(self.model.__dict__),
+            "model": self.model.to_json(),
             "objects": [record.to_json() for record in self.objects],
             "members": {
                 name: {"sha256": m.sha256, "size": m.size} for name, m in self.members.items()
@@ -212,6 +226,9 @@ class Manifest:
                 model_data.get("non_trainable_params"), "model.non_trainable_params"
             ),
             optimizer_params=_int(model_data.get("optimizer_params"), "model.optimizer_params"),
+            optimizer=_text(model_data.get("optimizer"), "model.optimizer"),
+            optimizer_state=_text(model_data.get("optimizer_state"), "model.optimizer_state"),
+            training_note=_text(model_data.get("training_note"), "model.training_note"),
         )
         objects = data.get("objects", [])
         if not isinstance(objects, list):

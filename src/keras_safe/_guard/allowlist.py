@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import importlib.util
 import re
 import sys
 from collections.abc import Mapping
@@ -23,8 +24,12 @@ import keras
 
 from keras_safe import _keras
 from keras_safe._config.registry import registry
-from keras_safe._guard.references import Reference, iter_references
-from keras_safe._guard.screen import builtin_config_problem, screen_references
+from keras_safe._guard.references import Reference, in_words, iter_references
+from keras_safe._guard.screen import (
+    KERAS_TEAM_PACKAGES,
+    builtin_config_problem,
+    screen_references,
+)
 from keras_safe.errors import MissingObjectsError, UnsafeModelError
 
 if TYPE_CHECKING:
@@ -86,6 +91,10 @@ class Resolver:
     allow_imports: tuple[str, ...] = ()
     imported: list[str] = field(default_factory=list)
     short_names: dict[str, Any] = field(default_factory=dict)
+    # Registered key -> defining module, from the manifest: functions are
+    # written as "package>name" with no module (see _module_of).
+    module_hints: Mapping[str, str] = field(default_factory=dict)
+    failed_imports: list[str] = field(default_factory=list)
 
     def keras_custom_objects(self) -> dict[str, Any]:
         """``custom_objects`` for Keras, plus keys resolved through short names."""
@@ -109,12 +118,25 @@ class Resolver:
                 _REFUSALS.get(ref.kind, "{where}: {name}").format(where=ref.where, name=ref.name)
             )
         found = self._custom(ref)
-        if found is None and imports and self._may_import(ref.module):
-            self._import(ref.module)
+        module = self.module_of(ref)
+        if found is None and imports and self._may_import(module):
+            self._import(module)
             found = self._custom(ref)
         if found is not None:
             return found
         return self._builtin(ref)
+
+    def module_of(self, ref: Reference) -> str | None:
+        """The module to import for ``ref`` under ``allow_imports``.
+
+        A class config names its module. A registered function is written
+        as ``{"module": "builtins", "config": "package>name"}`` (and as a
+        bare ``"package>name"`` in older compile configs): its module is the
+        one the manifest recorded at saving, else the key's package.
+        """
+        if ref.kind == "function" and ref.module in (None, "builtins") and ">" in ref.name:
+            return self.module_hints.get(ref.name) or ref.name.partition(">")[0]
+        return ref.module
 
     def _lookup_key(self, ref: Reference) -> str:
         # Functions by their config name, classes by registered_name (the
@@ -243,6 +265,10 @@ class Resolver:
                 "parts and registered objects; refusing to load it."
             )
 
+    def may_import(self, module: str | None) -> bool:
+        """Whether ``allow_imports`` lets ``module`` be imported."""
+        return self._may_import(module)
+
     def _may_import(self, module: str | None) -> bool:
         if not module or not _MODULE_RE.match(module):
             return False
@@ -257,6 +283,7 @@ class Resolver:
         try:
             importlib.import_module(module)
         except ImportError:
+            self.failed_imports.append(module)
             return  # reported as missing, with the manifest's hints
         self.imported.append(module)
 
@@ -278,6 +305,8 @@ def resolve_all(
     ``more_problems`` (the resource screen's) are refused with the rest.
     """
     refs = [ref for config in configs for ref in iter_references(config, include_data=True)]
+    if manifest is not None:
+        resolver.module_hints = {r.key: r.module for r in manifest.objects if r.module}
     unsafe = screen_references(refs)
     unsafe += node_string_problems(configs, resolver)
     unsafe += more_problems or []
@@ -370,42 +399,100 @@ def _node_strings(call: dict[str, Any]) -> list[str]:
     return found
 
 
+# Keras-team packages: Keras itself imports their modules by the name a file
+# gives (serialization_lib._retrieve_class_or_fn); keras_safe does only under
+# allow_imports (see the README, "Keras-team packages").
+_KERAS_TEAM = KERAS_TEAM_PACKAGES
+
+
+def _public_module(module: str) -> str:
+    """What a user imports to get ``module``: the package for Keras-team ones."""
+    top = module.split(".")[0]
+    return top if top in _KERAS_TEAM else module
+
+
 def _missing_message(
     missing: dict[str, Reference], manifest: Manifest | None, resolver: Resolver, path: Path
 ) -> str:
     lines, modules, distributions = [], [], []
     for key, ref in missing.items():
         record = manifest.object(key) if manifest is not None else None
-        module = (record.module if record else None) or ref.module
+        module = (record.module if record else None) or resolver.module_of(ref)
         origin = record.origin if record else f"module {module or '?'}"
-        lines.append(f"  - {key} ({ref.kind}, {origin}; used at {ref.where})")
+        lines.append(f"  - {key} ({ref.kind}, {origin}; used as {in_words(ref.where)})")
         if module and module not in ("__main__", "builtins"):
             modules.append(module)
         if record and record.distribution:
             distributions.append(f"{record.distribution}=={record.version}".rstrip("=None"))
     packages = tuple(sorted({m.split(".")[0] for m in modules}))
+    allowed = [p for p in packages if resolver.may_import(p)]
     fixes = []
     if modules:
-        imports = ", ".join(dict.fromkeys(modules))
+        imports = ", ".join(dict.fromkeys(_public_module(m) for m in modules))
         fixes.append(f"import the module(s) that define them first: import {imports}")
-        fixes.append(
-            f"or let keras_safe import them: keras_safe.load(path, allow_imports={packages!r})"
-        )
+        if len(allowed) < len(packages):
+            fixes.append(
+                f"or let keras_safe import them: keras_safe.load(path, allow_imports={packages!r})"
+            )
     fixes.append("or pass them: keras_safe.load(path, custom_objects={'Name': Name, ...})")
     if distributions:
         fixes.append(f"if not installed: pip install {' '.join(dict.fromkeys(distributions))}")
-    renamed = next((k for k, ref in missing.items() if ref.kind == "class" and ">" in k), None)
+    if allowed:
+        tried = []
+        if resolver.imported:
+            tried.append(f"imported {', '.join(resolver.imported)}")
+        if resolver.failed_imports:
+            tried.append(f"could not import {', '.join(dict.fromkeys(resolver.failed_imports))}")
+        fixes.append(
+            f"allow_imports={tuple(allowed)!r} was given ("
+            + ("; ".join(tried) or "nothing left to import")
+            + "), and that did not make them available: each must be registered by the module "
+            "that defines it, under the key listed"
+        )
+    renamed = next(
+        (
+            k
+            for k, ref in missing.items()
+            if ref.kind == "class"
+            and ">" in k
+            and k.partition(">")[0] not in _KERAS_TEAM
+            and _may_have_moved(ref.module, resolver)
+        ),
+        None,
+    )
     if renamed is not None:
         fixes.append(
             "if a class moved to another module, import that one; if it was renamed (or its "
             f"package was), keep the old key: @keras_safe.register(..., aliases=({renamed!r},))"
         )
-    if resolver.imported:
-        fixes.append(f"(imported via allow_imports: {', '.join(resolver.imported)})")
+    team = sorted({p for p in packages if p in _KERAS_TEAM})
+    note = ""
+    if team:
+        note = (
+            f"\n{', '.join(team)} is a Keras-team package: keras_safe imports it only when "
+            f"asked (allow_imports={tuple(team)!r}, or import {', '.join(team)} before "
+            "loading), never because a file names it."
+        )
     return (
         f"{path} needs {len(missing)} custom object(s) that are not available in this "
-        "process:\n" + "\n".join(lines) + "\nFix: " + "\n     ".join(fixes)
+        "process:\n" + "\n".join(lines) + "\nFix: " + "\n     ".join(fixes) + note
     )
+
+
+def _may_have_moved(module: str | None, resolver: Resolver) -> bool:
+    """Whether a class missing from ``module`` may have been moved or renamed.
+
+    So when the module was imported without registering it, or cannot be
+    found at all; not when its package is installed but merely not imported
+    (then importing it is the fix, not an alias).
+    """
+    if module is None or module in sys.modules or module in resolver.failed_imports:
+        return True
+    top = module.split(".")[0]
+    try:
+        return importlib.util.find_spec(top) is None
+    except (ImportError, ValueError):
+        return True
 
 
 _REFUSALS = {

@@ -10,13 +10,14 @@ deserializer reads it; keras_safe's own tagged forms are references too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from keras_safe._config.codec import TAG
 
-__all__ = ["Reference", "iter_references"]
+__all__ = ["Reference", "in_words", "iter_references"]
 
 # Keras' own data markers inside configs: values, not references (the legacy
 # JSON encoder's tuples and shapes too).
@@ -180,6 +181,46 @@ def _walk_object(node: dict[str, Any], at: _Walk, in_compile: bool) -> Iterator[
             continue
         child = here if key == "config" else here.child(key)
         yield from _walk(value, child, in_compile or key == "compile_config")
+
+
+_COMPILE_ARGUMENTS = {
+    "loss": ("the loss", "a loss"),
+    "metrics": ("the metrics", "a metric"),
+    "weighted_metrics": ("the weighted metrics", "a weighted metric"),
+    "optimizer": ("the optimizer", "part of the optimizer"),
+}
+_WHERE = re.compile(r"^(?P<name>[^.\[]*)(?P<args>.*)$")
+
+
+def in_words(where: str) -> str:
+    """A :attr:`Reference.where` as a user says it.
+
+    ``"model.compile_config.loss"`` is "the loss passed to compile()",
+    ``"model > block > dense.kernel_initializer"`` is "the
+    kernel_initializer of layer 'dense' (in model > block)".
+    """
+    *outer, last = where.split(" > ")
+    match = _WHERE.match(last)
+    name, args = (match["name"], match["args"]) if match else (last, "")
+    if args.startswith(".compile_config"):
+        rest = args[len(".compile_config") :].lstrip(".")
+        argument, _, inner = rest.partition(".")
+        argument, bracket, _ = argument.partition("[")
+        whole, part = _COMPILE_ARGUMENTS.get(argument, (f"the {argument}", f"part of {argument}"))
+        if not argument:
+            return "the arguments passed to compile()"
+        if argument == "optimizer" and inner.startswith("config.learning_rate"):
+            return "the learning-rate schedule of the optimizer passed to compile()"
+        if not inner and not bracket:
+            return f"{whole} passed to compile()"
+        return f"{part} passed to compile() ({rest})"
+    if name in ("", "<config>"):
+        return f"the model config ({where})"
+    inside = f" (in {' > '.join(outer)})" if outer else ""
+    kind = "layer" if outer else "model"
+    if not args:
+        return f"{kind} {name!r}{inside}"
+    return f"the {args.lstrip('.')} of {kind} {name!r}{inside}"
 
 
 def _registered_field(node: dict[str, Any]) -> str | None:

@@ -7,7 +7,8 @@ that makes Keras reuse an object of another class (Keras returns whatever
 object it deserialized first under that id, without looking at the class
 named here), a string in a legacy layer config that Keras silently replaces
 with a Keras function of the same name, a numpy dtype that asks for gigabytes
-per element, or a layer name that becomes a path when the model is saved.
+per element, a layer name that becomes a path when the model is saved, or
+a keras-hub tokenizer told to read its vocabulary from a path.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from keras_safe import _keras
 if TYPE_CHECKING:
     from keras_safe._guard.references import Reference
 
-__all__ = ["builtin_config_problem", "screen_references"]
+__all__ = ["KERAS_TEAM_PACKAGES", "builtin_config_problem", "screen_references"]
 
 _NUMERIC_KINDS = frozenset("biufc?US")
 _MAX_ITEMSIZE = 1024
@@ -77,7 +78,27 @@ def screen_references(refs: Iterable[Reference]) -> list[str]:
             )
         if ref.legacy:
             problems.extend(_legacy_string_problems(ref, config, layer_table))
+        if _from_keras_team(ref):
+            problems.extend(
+                f"{ref.where}: {ref.name}({key}={config[key]!r}) would make it read a file "
+                "chosen by the model file (as CVE-2025-12058 for Keras' lookup "
+                "layers). A saved tokenizer keeps its vocabulary inside the archive; refusing "
+                "the file."
+                for key in _FILE_ARGUMENTS
+                if isinstance(config.get(key), str)
+            )
     return problems
+
+
+# Keras-team packages whose classes keras_safe loads only under allow_imports,
+# and the constructor arguments by which their tokenizers read a file.
+KERAS_TEAM_PACKAGES = frozenset({"keras_hub", "keras_nlp", "keras_cv", "keras_rs"})
+_FILE_ARGUMENTS = ("vocabulary", "merges", "proto")
+
+
+def _from_keras_team(ref: Reference) -> bool:
+    package = (ref.registered_name or "").partition(">")[0] or (ref.module or "").split(".")[0]
+    return package in KERAS_TEAM_PACKAGES
 
 
 def _safe_name(name: str) -> bool:

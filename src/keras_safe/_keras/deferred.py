@@ -122,9 +122,10 @@ def _compile_deferred(
     with object_registration.CustomObjectScope(custom_objects):
         arguments = serialization_lib.deserialize_keras_object(compile_config)
     model.compile(**arguments)
-    if getattr(model, "optimizer", None) is not None and model.built:
-        with scope:
-            model.optimizer.build(model.trainable_variables)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built and model.trainable_variables:
+        with scope:  # as _keras.build_optimizer does, for unbuilt models too
+            optimizer.build(model.trainable_variables)
     model.compiled = True
 
 

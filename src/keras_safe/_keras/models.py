@@ -18,6 +18,7 @@ from keras.src.backend.common import global_state
 from keras.src.models import model as model_module
 from keras.src.models.functional import Functional
 from keras.src.saving import serialization_lib
+from keras.src.trainers.trainer import Trainer
 
 from keras_safe._keras.deferred import (
     deferred_scope,
@@ -81,9 +82,43 @@ def deserialize_model(config: dict[str, Any], custom_objects: dict[str, Any]) ->
     with serialization_lib.ObjectSharingScope(), safe_mode():
         if deferred_scope() is not None:
             return deserialize_deferred(config, custom_objects)
-        return serialization_lib.deserialize_keras_object(
+        model = serialization_lib.deserialize_keras_object(
             config, custom_objects=custom_objects, safe_mode=True
         )
+    if config.get("compile_config") and restores_compile(model):
+        build_optimizer(model)
+    return model
+
+
+def restores_compile(model: Any) -> bool:
+    """Whether loading applies the saved compile config to this model.
+
+    Keras' ``Trainer.compile_from_config`` skips (with a warning) every model
+    whose class overrides ``compile()`` without also overriding
+    ``compile_from_config()``: keras-hub tasks, for instance, which compile
+    themselves in ``__init__``. Such a model gets no saved optimizer back.
+    """
+    cls = type(model)
+    return bool(
+        cls.compile is Trainer.compile or cls.compile_from_config is not Trainer.compile_from_config
+    )
+
+
+def build_optimizer(model: Any) -> None:
+    """Give a compiled model's unbuilt optimizer its slots, as the first training step would.
+
+    Keras builds the optimizer of a loaded model only when the model itself
+    is ``built``; a subclassed model without ``call()`` (trained through its
+    own ``train_step``) never is, although its variables exist. Building for
+    ``model.trainable_variables`` whenever there are any, on save and on
+    load alike, makes the saved optimizer state fit the loaded optimizer.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or getattr(optimizer, "built", True):
+        return
+    variables = list(model.trainable_variables)
+    if variables:
+        optimizer.build(variables)
 
 
 def optimizer_built_for(optimizer: Any, variables: list[Any]) -> bool:

@@ -29,8 +29,14 @@ from keras_safe._keras.deferred import (
 from keras_safe._keras.names import snake_case
 
 
-def write_state(model: Any, weights: Any, archive: Any, assets_name: str) -> None:
+def write_state(
+    model: Any, weights: Any, archive: Any, assets_name: str, skip: tuple[Any, ...] = ()
+) -> None:
     """Write the model's variables into ``weights`` and its assets into ``archive``.
+
+    The objects in ``skip`` (the optimizer, when its state is not saved) and
+    everything below them are left out, as Keras leaves out an object it has
+    already visited.
 
     ``weights`` is the archive member being written in place (an
     :class:`~keras_safe._format.writer.InPlaceMember`): h5py builds the weights file
@@ -50,7 +56,7 @@ def write_state(model: Any, weights: Any, archive: Any, assets_name: str) -> Non
                 weights_store=weights_store,
                 assets_store=asset_store,
                 inner_path="",
-                visited_saveables=set(),
+                visited_saveables={id(obj) for obj in skip},
             )
         finally:
             weights_store.close()
@@ -227,9 +233,9 @@ def _loading_warnings() -> Iterator[list[warnings.WarningMessage]]:
 
 
 def load_state(
-    model: Any, store: RecordingH5Store, assets_dir: Path | None
+    model: Any, store: RecordingH5Store, assets_dir: Path | None, skip: tuple[Any, ...] = ()
 ) -> tuple[list[str], list[str]]:
-    """Load variables (and assets) into ``model``.
+    """Load variables (and assets) into ``model``; the objects in ``skip`` keep theirs.
 
     Returns ``(errors, warnings)``: one line per object Keras failed to load
     and the text of every warning Keras raised while loading (Keras reports
@@ -248,7 +254,7 @@ def load_state(
             weights_store=store,
             assets_store=asset_store,
             inner_path="",
-            visited_saveables=set(),
+            visited_saveables={id(obj) for obj in skip},
             failed_saveables=failed,
             error_msgs=error_msgs,
         )

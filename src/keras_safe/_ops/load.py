@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 import warnings
@@ -53,6 +54,7 @@ from keras_safe._ops.options import (
     LoadKwargs,
     LoadOptions,
     OnMismatch,
+    OnOptimizerMismatch,
     as_path,
     existing_path,
     sniff,
@@ -61,6 +63,7 @@ from keras_safe.errors import (
     CompatibilityError,
     IntegrityError,
     KerasSafeError,
+    TrainingStateWarning,
     UnsafeModelError,
     _UsageError,
 )
@@ -80,6 +83,7 @@ def load(
     expected_digest: str | None = None,
     verify_key: bytes | None = None,
     limits: ArchiveLimits | None = None,
+    on_optimizer_mismatch: OnOptimizerMismatch = "error",
 ) -> Any:
     """Load a model saved by :func:`keras_safe.save` (or a plain ``.keras`` / ``.h5``).
 
@@ -101,6 +105,13 @@ def load(
         verify_key: Refuse the file unless it is signed with this key.
         limits: Bounds on sizes, counts and nesting checked before anything
             is read (:class:`~keras_safe.ArchiveLimits`; None for the defaults).
+        on_optimizer_mismatch: What to do with optimizer state in the file
+            that the loaded model's optimizer cannot take (a file saved by
+            plain Keras from a model whose class overrides ``compile()``,
+            such as a keras-hub task): ``"error"`` (the default) refuses the
+            file; ``"warn"`` loads everything else and leaves the optimizer
+            as the model's constructor made it, with a
+            :class:`~keras_safe.TrainingStateWarning` naming what was dropped.
 
     Raises:
         IntegrityError: digests, sizes or signature do not match (corruption,
@@ -108,13 +119,21 @@ def load(
         UnsafeModelError: the file refers to something not allowed to run.
         MissingObjectsError: custom objects are not available; lists all.
         CompatibilityError: the code changed so the saved config or weights no
-            longer fit (or drift with ``on_mismatch="error"``).
+            longer fit (or drift with ``on_mismatch="error"``), or the file's
+            optimizer state does not fit the loaded model's optimizer.
 
     Example:
         >>> model = keras_safe.load("model.keras", allow_imports=("my_project",))
     """
     options = LoadOptions.make(
-        custom_objects, compile, allow_imports, on_mismatch, expected_digest, verify_key, limits
+        custom_objects,
+        compile,
+        allow_imports,
+        on_mismatch,
+        expected_digest,
+        verify_key,
+        limits,
+        on_optimizer_mismatch,
     )
     path = existing_path(filepath)
     with containment.contained_failures(path):
@@ -251,10 +270,13 @@ def load_archive(reader: ArchiveReader, options: LoadOptions, *, own_file: bool 
         if reader.has(WEIGHTS):
             weights_bytes = min(reader.size(WEIGHTS), reader.members[WEIGHTS].compress_size)
         model = build_model(config, resolver.keras_custom_objects(), path, weights_bytes, estimate)
+        if config.get("compile_config") and not own_file:
+            _warn_unapplied_compile(model, config["compile_config"])
         if hasher is not None and not own_file:
             hasher.check()
             hasher = None
-        load_weights(model, reader, options, resolved, estimate)
+        saved_optimizer = _class_name(config.get("compile_config"))
+        load_weights(model, reader, options, resolved, estimate, saved_optimizer)
         if hasher is not None:
             hasher.check()
             hasher = None
@@ -262,6 +284,53 @@ def load_archive(reader: ArchiveReader, options: LoadOptions, *, own_file: bool 
         if hasher is not None:
             hasher.join()
     return model
+
+
+def _class_name(compile_config: Any) -> str | None:
+    """The class name of the optimizer a compile config names, if any."""
+    optimizer = compile_config.get("optimizer") if isinstance(compile_config, dict) else None
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("class_name"), str):
+        return str(optimizer["class_name"])
+    return optimizer if isinstance(optimizer, str) else None
+
+
+def _warn_unapplied_compile(model: Any, compile_config: Any) -> None:
+    """Say so when Keras skipped the saved compile config (it warns in its own words)."""
+    if _keras.restores_compile(model) or _same_compile(model, compile_config):
+        return
+    cls = type(model).__name__
+    saved = _class_name(compile_config)
+    current = getattr(model, "optimizer", None)
+    warnings.warn(
+        f"{cls} overrides compile() without compile_from_config(), so the training "
+        f"configuration saved with it (optimizer {saved or 'none'}, and its loss and metrics) "
+        "was not applied: "
+        + (
+            f"the model has what its constructor compiled (optimizer {type(current).__name__}). "
+            if current is not None
+            else "the model is not compiled. "
+        )
+        + "Call model.compile(...) before training to use other settings.",
+        TrainingStateWarning,
+        stacklevel=4,
+    )
+
+
+def _same_compile(model: Any, saved: Any) -> bool:
+    """Whether the model's constructor compiled it as it was saved (optimizer names aside)."""
+    try:
+        current = json.loads(json.dumps(model.get_compile_config()))
+    except Exception:  # a custom get_compile_config
+        return False
+
+    def anonymous(config: Any) -> Any:
+        if not isinstance(config, dict) or not isinstance(config.get("optimizer"), dict):
+            return config
+        optimizer = dict(config["optimizer"])
+        optimizer["config"] = {k: v for k, v in optimizer.get("config", {}).items() if k != "name"}
+        return {**config, "optimizer": optimizer}
+
+    return bool(anonymous(current) == anonymous(saved))
 
 
 def _sha256(data: bytes) -> str:
@@ -289,6 +358,8 @@ def build_model(
     try:
         with warnings.catch_warnings(), _keras.variable_budget(budget, build_bytes) as exceeded:
             warnings.filterwarnings("ignore", message=".*build\\(\\)` was called on layer")
+            # Said in keras_safe's words by load_archive (_warn_unapplied_compile).
+            warnings.filterwarnings("ignore", message="`compile\\(\\)` was not called as part")
             model = _keras.deserialize_model(config, custom_objects)
     except KerasSafeError:
         raise
@@ -316,11 +387,13 @@ def load_weights(
     options: LoadOptions,
     resolved: Sequence[Resolved] = (),
     estimate: BuildEstimate | None = None,
+    saved_optimizer: str | None = None,
 ) -> None:
     """Load every variable; fail unless each weight in the file went somewhere.
 
     ``resolved`` (the config's references) tells which classes were renamed
     since saving, so their weights are found under the old names.
+    ``saved_optimizer`` is the class the compile config names, for messages.
     """
     if not reader.has(WEIGHTS):
         other = next((n for n in reader.members if n.startswith("model.weights")), None)
@@ -338,33 +411,117 @@ def load_weights(
         try:
             where = f"{WEIGHTS} in {reader.path}"
             scan_weights(store.h5_file, where, reader.limits, reader.size(WEIGHTS))
+            datasets = dataset_shapes(store.h5_file)
+            skip, mismatch = _optimizer_to_skip(
+                model, datasets, options, reader.path, saved_optimizer
+            )
             migration.map_renamed_layers(model, store, resolved)
-            store.check = DatasetChecker(_keras.model_variables(model, options.compile), where)
-            errors, warned = _keras.load_state(model, store, assets_dir)
+            store.check = DatasetChecker(_keras.model_variables(model, not skip), where)
+            errors, warned = _keras.load_state(model, store, assets_dir, skip)
             if store.check.refusals:
                 raise UnsafeModelError("\n".join(dict.fromkeys(store.check.refusals)))
-            datasets = dataset_shapes(store.h5_file)
         finally:
             store.close()
-    has_optimizer = options.compile and getattr(model, "optimizer", None) is not None
+    has_optimizer = not skip and getattr(model, "optimizer", None) is not None
     unread = [
         name
         for name in sorted(set(datasets) - store.consumed)
         if has_optimizer or not name.startswith("optimizer/")
     ]
     problems = errors + [w for w in warned if not any(b in w for b in _BENIGN_WARNINGS)]
-    problems += [f"weight {name} in the file was not loaded into any variable" for name in unread]
+    if len(unread) == 1:
+        problems.append(f"weight {unread[0]} in the file was not loaded into any variable")
+    elif unread:
+        problems.append(
+            f"{len(unread)} weights in the file were not loaded into any variable: "
+            + _first_few(unread)
+        )
     too_new = _keras.compat.nested_container_weights(unread)
     if too_new is not None:
         problems.append(too_new)
+    if mismatch is not None and not problems:
+        raise mismatch
     if problems:
-        lines = "\n".join(f"  - {p}" for p in problems[:50])
+        lines = "\n".join(f"  - {p}" for p in problems[:5])
+        if len(problems) > 5:
+            lines += f"\n  ... and {len(problems) - 5} more"
         raise CompatibilityError(
             f"Not every weight in {reader.path} could be loaded into the rebuilt model, so it "
-            f"is not returned:\n{lines}\nFix: a layer's build() must create all its weights "
-            "(including those of its sublayers); a renamed class needs "
-            "register(aliases=('old_package>OldName',)) so its weights are found."
+            f"is not returned. {len(problems)} problem(s):\n{lines}\nFix: a layer's build() "
+            "must create all its weights (including those of its sublayers); a class renamed "
+            "since saving needs register(aliases=('old_package>OldName',)) so its weights "
+            "are found."
         )
+
+
+def _first_few(names: list[str], first: int = 3) -> str:
+    shown = ", ".join(names[:first])
+    return shown + (f" and {len(names) - first} more" if len(names) > first else "")
+
+
+def _optimizer_to_skip(
+    model: Any,
+    datasets: Mapping[str, Any],
+    options: LoadOptions,
+    path: Path,
+    saved_optimizer: str | None,
+) -> tuple[tuple[Any, ...], CompatibilityError | None]:
+    """``(model.optimizer,)`` when the file's optimizer state is not to be loaded.
+
+    That is: ``compile=False``; a file without optimizer state
+    (``save(include_optimizer=False)``, or left out because it could not
+    load back); or state the loaded optimizer cannot take, which is refused
+    unless ``on_optimizer_mismatch="warn"`` (Keras itself skips it with a
+    warning and goes on): then the error to raise is returned too, raised
+    only if the model's own weights all loaded (otherwise they are the cause).
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return (), None
+    saved = [name for name in datasets if name.startswith("optimizer/")]
+    if not options.compile or not saved:
+        return (optimizer,), None
+    flat = [name for name in saved if name.startswith("optimizer/vars/")]
+    if len(flat) != len(saved) or len(flat) == len(optimizer.variables):
+        return (), None  # nested optimizers (loss scaling): Keras' own checks decide
+    cls = type(model).__name__
+    if not _keras.restores_compile(model):
+        why = (
+            f"{cls} overrides compile() without compile_from_config(), so Keras does not "
+            "restore the saved optimizer: the model has the one its constructor compiled"
+        )
+    elif not optimizer.built:
+        why = "the model has no trainable variables to build its optimizer for"
+    else:
+        why = (
+            "the saved optimizer was built for other variables than the model's trainable variables"
+        )
+    what = (
+        f"the optimizer state in {path} ({len(flat)} variables of the saved optimizer"
+        f"{' ' + saved_optimizer if saved_optimizer else ''}: its step count and slots, "
+        f"{_first_few(sorted(flat, key=_natural))}) does not fit the loaded model's optimizer "
+        f"{type(optimizer).__name__}, which has {len(optimizer.variables)} variables, because "
+        f"{why}"
+    )
+    if options.on_optimizer_mismatch == "warn":
+        warnings.warn(
+            f"keras_safe.load: {what}. It was not loaded: every weight of the model was, and "
+            "its optimizer is as the model's constructor made it.",
+            TrainingStateWarning,
+            stacklevel=5,
+        )
+        return (optimizer,), None
+    return (optimizer,), CompatibilityError(
+        f"{what[0].upper()}{what[1:]}.\nFix: to load the model without that state (a "
+        "warning names what is dropped): keras_safe.load(path, on_optimizer_mismatch='warn'), "
+        "or keras_safe.load(path, compile=False); then re-save it with keras_safe.save, which "
+        "records in the file what it holds."
+    )
+
+
+def _natural(name: str) -> tuple[str, int]:
+    head, _, tail = name.rpartition("/")
+    return (head, int(tail)) if tail.isdigit() else (name, -1)
 
 
 def _extract_assets(

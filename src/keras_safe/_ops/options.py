@@ -23,6 +23,7 @@ __all__ = [
     "LoadKwargs",
     "LoadOptions",
     "OnMismatch",
+    "OnOptimizerMismatch",
     "SaveKwargs",
     "as_path",
     "existing_path",
@@ -33,6 +34,8 @@ OnMismatch = Literal["warn", "error", "ignore"]
 ON_MISMATCH: tuple[str, ...] = get_args(OnMismatch)
 """What ``on_mismatch`` may say about changes since saving: report, fail, or accept."""
 
+OnOptimizerMismatch = Literal["error", "warn"]
+ON_OPTIMIZER_MISMATCH: tuple[str, ...] = get_args(OnOptimizerMismatch)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -51,6 +54,7 @@ class LoadKwargs(TypedDict, total=False):
     expected_digest: str | None
     verify_key: bytes | None
     limits: ArchiveLimits | None
+    on_optimizer_mismatch: OnOptimizerMismatch
 
 
 class SaveKwargs(TypedDict, total=False):
@@ -58,6 +62,7 @@ class SaveKwargs(TypedDict, total=False):
 
     sample_input: Any
     signing_key: bytes | None
+    include_optimizer: bool | None
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class LoadOptions:
     expected_digest: str | None
     verify_key: bytes | None
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    on_optimizer_mismatch: str = "error"
 
     @classmethod
     def make(
@@ -82,7 +88,12 @@ class LoadOptions:
         expected_digest: str | None = None,
         verify_key: bytes | None = None,
         limits: ArchiveLimits | None = None,
+        on_optimizer_mismatch: str = "error",
     ) -> LoadOptions:
+        if on_optimizer_mismatch not in ON_OPTIMIZER_MISMATCH:
+            raise _UsageError(
+                f"on_optimizer_mismatch must be 'error' or 'warn', got {on_optimizer_mismatch!r}."
+            )
         if on_mismatch not in ON_MISMATCH:
             raise _UsageError(
                 f"on_mismatch must be one of {', '.join(map(repr, ON_MISMATCH))}, "
@@ -112,6 +123,7 @@ class LoadOptions:
             digest,
             verify_key,
             resolve_limits(limits),
+            on_optimizer_mismatch,
         )
 
 

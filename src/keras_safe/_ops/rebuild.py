@@ -31,39 +31,90 @@ from keras_safe.errors import KerasSafeError, VerificationError
 __all__ = ["verify_written"]
 
 
-def verify_written(model: Any, config: dict[str, Any], path: Path, sample_input: Any) -> None:
-    """Raise :class:`~keras_safe.VerificationError` unless ``path`` rebuilds ``model``."""
+def verify_written(
+    model: Any,
+    config: dict[str, Any],
+    path: Path,
+    sample_input: Any,
+    *,
+    target: Path | None = None,
+    compare_optimizer: bool = True,
+    compare_compile: bool = True,
+) -> None:
+    """Raise :class:`~keras_safe.VerificationError` unless ``path`` rebuilds ``model``.
+
+    ``target`` is the path the file is being saved to: messages name it,
+    never the temporary file. ``compare_optimizer=False``: the file holds
+    no optimizer state (see ``save``'s ``include_optimizer``);
+    ``compare_compile=False``: loading does not apply the compile config
+    (the class overrides ``compile()``), so the rebuilt one is not compared.
+    """
+    shown = target if target is not None else path
+    if not compare_compile:
+        config = {k: v for k, v in config.items() if k != "compile_config"}
     problems: list[str] | None = None
     try:
-        scope = _ComparingScope(model if sample_input is None else None)
+        scope = _ComparingScope(model if sample_input is None else None, compare_optimizer)
         with _keras.deferred_variables(scope):
-            rebuilt = _rebuild(path)
-            problems = _differences(model, config, rebuilt, sample_input, scope)
+            rebuilt = _rebuild(path, shown)
+            problems = _differences(model, config, rebuilt, sample_input, scope, compare_optimizer)
     except Exception:  # the ordinary rebuild below reports what is wrong
         problems = None
     if problems != []:
-        rebuilt = _rebuild(path)
-        problems = _differences(model, config, rebuilt, sample_input, None)
+        rebuilt = _rebuild(path, shown)
+        problems = _differences(model, config, rebuilt, sample_input, None, compare_optimizer)
     if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
         raise VerificationError(
-            f"The model rebuilt from the written bytes differs from the one saved, so the "
-            f"file was not written:\n{lines}\nFix: make get_config()/from_config() capture "
-            "every constructor argument (or subclass keras_safe.SerializableLayer), and create "
-            "all weights in build()."
+            f"The model rebuilt from the bytes written for {shown} differs from the one being "
+            f"saved, so {shown} was not written (a file already there is unchanged). "
+            f"{summarize(problems)}\n{_fix(model)}"
         )
 
 
-def _rebuild(path: Path) -> Any:
-    """The model as a fresh process loads it: registry only, every check on."""
+def _fix(model: Any) -> str:
+    """The fix for a rebuilt model that differs, by its likeliest cause."""
+    lora = [
+        layer.name for layer in _keras.all_layers(model) if getattr(layer, "lora_enabled", False)
+    ]
+    if lora:
+        return (
+            f"Likely cause: {len(lora)} layer(s) have LoRA enabled ({', '.join(lora[:3])}"
+            f"{', ...' if len(lora) > 3 else ''}), which a model rebuilt from its constructor "
+            "arguments (a keras-hub backbone after enable_lora()) does not record, so the "
+            "rebuilt model has no LoRA weights. Fix: save the model as it was before "
+            "enable_lora() and the adapters with backbone.save_lora_weights(...), or build the "
+            "layers with lora_rank in their config."
+        )
+    return (
+        "Fix: make get_config()/from_config() capture every constructor argument (or subclass "
+        "keras_safe.SerializableLayer), and create all weights in build()."
+    )
+
+
+def summarize(problems: list[str], first: int = 5) -> str:
+    """``"N difference(s):"`` and the first few, then how many more."""
+    lines = "\n".join(f"  - {p}" for p in problems[:first])
+    more = f"\n  ... and {len(problems) - first} more" if len(problems) > first else ""
+    return f"{len(problems)} difference(s):\n{lines}{more}"
+
+
+def _rebuild(path: Path, shown: Path | None = None) -> Any:
+    """The model as a fresh process would load it: registry only, every check on.
+
+    It is rebuilt in this process, from the bytes written, with nothing
+    but what ``keras_safe.load`` would use in a new one.
+    """
     options = LoadOptions.make(None, True, (), "ignore", None, None)
     with ArchiveReader(path) as reader:
         try:
             return loading.load_archive(reader, options, own_file=True)
         except KerasSafeError as exc:
+            shown = shown or path
+            text = str(exc).replace(str(path), str(shown)).replace(path.name, shown.name)
             raise VerificationError(
-                f"The written file does not load back in a fresh process:\n{exc}\nNothing was "
-                "replaced."
+                f"The file written for {shown} does not load back the way keras_safe.load would "
+                f"load it in a new process, so {shown} was not written (a file already there is "
+                f"unchanged):\n{text}"
             ) from exc
 
 
@@ -77,9 +128,10 @@ class _ComparingScope(_keras.ObservingScope):
     computed from them) are kept as Keras keeps them.
     """
 
-    def __init__(self, live: Any) -> None:
+    def __init__(self, live: Any, with_optimizer: bool = True) -> None:
         super().__init__()
         self._live = live
+        self._with_optimizer = with_optimizer
         self._pairs: dict[int, tuple[Any, str]] = {}
         self._rebuilt: set[int] = set()
         self.compared: dict[int, list[str]] = {}
@@ -87,7 +139,8 @@ class _ComparingScope(_keras.ObservingScope):
 
     def model_built(self, rebuilt: Any) -> None:
         """Pair the rebuilt model's variables with the live ones (before loading)."""
-        for what, live, new in _variable_lists(self._live or rebuilt, rebuilt):
+        lists = _variable_lists(self._live or rebuilt, rebuilt, self._with_optimizer)
+        for what, live, new in lists:
             self._rebuilt.update(id(b) for b in new)
             if self._live is not None:
                 for a, b in zip(live, new, strict=False):
@@ -117,11 +170,13 @@ class _ComparingScope(_keras.ObservingScope):
         return weight_differences(saved, rebuilt, what, self.current_value, self.compared)
 
 
-def _variable_lists(live: Any, rebuilt: Any) -> list[tuple[str, list[Any], list[Any]]]:
+def _variable_lists(
+    live: Any, rebuilt: Any, with_optimizer: bool = True
+) -> list[tuple[str, list[Any], list[Any]]]:
     """(what, live variables, rebuilt variables) for the weights and optimizer state."""
     lists = [("weight", list(live.weights), list(rebuilt.weights))]
     optimizer = getattr(live, "optimizer", None)
-    if optimizer is not None and optimizer.variables:
+    if with_optimizer and optimizer is not None and optimizer.variables:
         other = getattr(rebuilt, "optimizer", None)
         lists.append(
             ("optimizer variable", list(optimizer.variables), list(getattr(other, "variables", [])))
@@ -135,12 +190,16 @@ def _differences(
     rebuilt: Any,
     sample_input: Any,
     scope: _ComparingScope | None,
+    compare_optimizer: bool = True,
 ) -> list[str]:
     """Every difference; ``scope`` holds what a deferred rebuild loaded."""
-    problems = config_differences(config, _keras.serialize_model(rebuilt))
+    rebuilt_config = _keras.serialize_model(rebuilt)
+    if "compile_config" not in config:
+        rebuilt_config.pop("compile_config", None)
+    problems = config_differences(config, rebuilt_config)
     if scope is not None and scope.read_unloaded:
         problems.append("a rebuilt variable was read before it was loaded")
-    for what, live, new in _variable_lists(model, rebuilt):
+    for what, live, new in _variable_lists(model, rebuilt, compare_optimizer):
         if scope is None:
             problems += weight_differences(live, new, what)
         else:

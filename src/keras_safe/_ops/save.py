@@ -13,6 +13,7 @@ import json
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,14 @@ from keras_safe._format.manifest import (
 from keras_safe._format.reader import CONFIG, METADATA, WEIGHTS
 from keras_safe._format.writer import AtomicArchiveWriter
 from keras_safe._guard.allowlist import Reference, Resolver, iter_references
+from keras_safe._guard.references import in_words
 from keras_safe._ops.compare import config_differences
 from keras_safe._ops.options import as_path
 from keras_safe._ops.rebuild import verify_written
 from keras_safe.errors import (
     KerasSafeError,
     SerializationError,
+    TrainingStateWarning,
     UnsafeModelError,
     _FileExistsError,
     _UsageError,
@@ -58,6 +61,7 @@ def save(
     verify: bool = True,
     sample_input: Any = None,
     signing_key: bytes | None = None,
+    include_optimizer: bool | None = None,
 ) -> Manifest:
     """Save ``model`` as a ``.keras`` archive with an embedded manifest.
 
@@ -80,13 +84,25 @@ def save(
         sample_input: Also compare the outputs of both models on this input.
         signing_key: Bytes for an HMAC-SHA256 of the manifest, checked by
             ``load(..., verify_key=...)``.
+        include_optimizer: Whether the file holds the optimizer's state (its
+            step count and slots). ``None`` (the default): whenever loading
+            can put it back, and otherwise not, with a
+            :class:`~keras_safe.TrainingStateWarning` saying what is left
+            out and why (a model whose class overrides ``compile()``, such as
+            a keras-hub task, gets the optimizer its constructor compiles, so
+            Keras never restores the saved one). ``True``: refuse to save
+            unless it is included. ``False``: leave it out (the training
+            configuration is still saved; a loaded model starts with a
+            fresh optimizer). The manifest records which
+            (``manifest.model.optimizer_state``, ``training_note``).
 
     Returns:
         The :class:`~keras_safe.Manifest` written; ``manifest.digest`` pins the file.
 
     Raises:
         SerializationError: the model uses unregistered classes or functions,
-            Lambda layers, or objects whose config does not round-trip.
+            Lambda layers, or objects whose config does not round-trip; or
+            ``include_optimizer=True`` and the optimizer state cannot load back.
         VerificationError: the reloaded model differs; the old file stays.
 
     Example:
@@ -107,7 +123,7 @@ def save(
         )
     config = _serialize(model)
     records = _preflight(config)
-    _build_optimizer(model)
+    training = _training_state(model, include_optimizer)
     _keras.compat.check_nested_objects_saved(model)  # Keras < 3.15 would drop weights
     try:
         writer = AtomicArchiveWriter(target, overwrite=overwrite)
@@ -116,13 +132,13 @@ def save(
     try:
         zf = writer.zipfile
         zf.writestr(CONFIG, json.dumps(config))
-        _keras.write_state(model, zf.open_in_place(WEIGHTS), zf, "assets")
+        _keras.write_state(model, zf.open_in_place(WEIGHTS), zf, "assets", training.skip)
         members = {name: MemberRecord(sha, size) for name, (sha, size) in writer.digests.items()}
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             environment=environment(),
             saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            model=_summary(model, config),
+            model=_summary(model, config, training),
             objects=records,
             members=members,
             digest=content_digest(members),
@@ -132,7 +148,15 @@ def save(
         zf.writestr(METADATA, json.dumps(_metadata(manifest)))
         writer.finish()
         if verify:
-            verify_written(model, config, writer.temp_path, sample_input)
+            verify_written(
+                model,
+                config,
+                writer.temp_path,
+                sample_input,
+                target=target,
+                compare_optimizer=training.state == "included",
+                compare_compile=training.compile_restored,
+            )
         writer.commit()
     except KerasSafeError:
         writer.abort()
@@ -214,15 +238,19 @@ def _problem_list(model: Any, problems: list[str]) -> str:
     )
 
 
-def _summary(model: Any, config: dict[str, Any]) -> ModelSummary:
+def _summary(model: Any, config: dict[str, Any], training: _TrainingState) -> ModelSummary:
     optimizer = getattr(model, "optimizer", None)
+    saved = optimizer is not None and training.state == "included"
     return ModelSummary(
         class_name=config.get("class_name"),
         name=model.name,
         layers=_keras.count_layers(model),
         trainable_params=_count_values(model.trainable_weights),
         non_trainable_params=_count_values(model.non_trainable_weights),
-        optimizer_params=_count_values(optimizer.variables) if optimizer else None,
+        optimizer_params=_count_values(optimizer.variables) if saved and optimizer else None,
+        optimizer=type(optimizer).__name__ if optimizer is not None else None,
+        optimizer_state=training.state,
+        training_note=training.note,
     )
 
 
@@ -246,15 +274,17 @@ def _unregistered_message(ref: Reference) -> str:
             "; to load the file in another process, define it in an importable module "
             "rather than a script or notebook"
         )
+    # The compile settings in a user's words ("the loss passed to compile()").
+    where = in_words(ref.where) if ".compile_config" in ref.where else ref.where
     if ref.kind == "function":
         origin = "" if in_script else f" (module {module})"
         return (
-            f"{ref.where}: function {ref.name!r}{origin} is not registered, so a fresh "
+            f"{where}: function {ref.name!r}{origin} is not registered, so a fresh "
             f"process cannot find it. {fix}."
         )
     name = ref.name if in_script else f"{module}.{ref.name}"
     return (
-        f"{ref.where}: class {name} is not registered, so a fresh process cannot find it. "
+        f"{where}: class {name} is not registered, so a fresh process cannot find it. "
         f"{fix} (and subclass keras_safe.SerializableLayer / Serializable if it has no "
         "get_config)."
     )
@@ -305,15 +335,90 @@ def _count_values(variables: Any) -> int:
     return sum(math.prod(v.shape) for v in variables)
 
 
-def _build_optimizer(model: Any) -> None:
-    """Give a compiled, never-trained model's optimizer its variables before saving.
+@dataclass(frozen=True)
+class _TrainingState:
+    """What the file keeps of the model's training state, and why."""
 
-    Keras rebuilds a compiled model's optimizer with all its slots on load
-    (``compile_from_config``) and then refuses to load a file whose optimizer
-    was saved with only its step counter ("Skipping variable loading for
-    optimizer"). Building it now (what the first training step would do)
-    makes the file hold the same state the loader expects.
+    state: str  # "included", "excluded" or "none" (ModelSummary.optimizer_state)
+    note: str | None = None
+    skip: tuple[Any, ...] = ()  # objects whose variables stay out of the file
+    compile_restored: bool = True
+
+
+def _training_state(model: Any, include_optimizer: bool | None) -> _TrainingState:
+    """Decide whether the optimizer's variables go into the file (see ``save``).
+
+    They go in only if loading puts every one of them back: Keras restores
+    the optimizer of a loaded model from the compile config, which it skips
+    for a class that overrides ``compile()``; and the slots are matched to
+    the model's trainable variables by position, so an optimizer built for
+    other variables (a custom ``train_step`` updating some of them) cannot
+    be matched. A compiled, never-trained model's optimizer is built first,
+    as the first training step would build it, because loading builds it.
     """
+    if include_optimizer not in (None, True, False):
+        raise _UsageError(
+            f"include_optimizer must be None, True or False, got {include_optimizer!r}."
+        )
     optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None and model.built and not getattr(optimizer, "built", True):
-        optimizer.build(model.trainable_variables)
+    restored = _keras.restores_compile(model)
+    if optimizer is None:
+        # A class that compiles itself in __init__ (keras-hub tasks with
+        # compile=False) loads compiled: the rebuilt compile config is its own.
+        return _TrainingState("none", compile_restored=restored)
+    cls = type(model).__name__
+    reason = None
+    if not restored:
+        reason = (
+            f"{cls} overrides compile() without compile_from_config(), so Keras does not apply "
+            "the saved training configuration on load: the loaded model has the optimizer, loss "
+            "and metrics its constructor compiles"
+        )
+    else:
+        _keras.build_optimizer(model)
+        variables = list(model.trainable_variables)
+        if optimizer.built and not _keras.optimizer_built_for(optimizer, variables):
+            reason = (
+                f"the optimizer was built for other variables than the {len(variables)} "
+                f"trainable variables of {cls} (a custom train_step?), so loading cannot tell "
+                "which variable each of its slots belongs to"
+            )
+    steps = _steps(optimizer)
+    what = (
+        f"{type(optimizer).__name__} state: {len(optimizer.variables)} variables, "
+        f"{steps} training step(s)"
+    )
+    if include_optimizer is False:
+        note = f"optimizer state not saved (include_optimizer=False; {what})"
+        if reason is not None:
+            note += f"; {reason}"
+        return _TrainingState("excluded", note + ".", (optimizer,), restored)
+    if reason is None:
+        return _TrainingState("included", None, (), restored)
+    if include_optimizer:
+        raise SerializationError(
+            f"The optimizer state of {model.name!r} cannot be saved so that it loads back; "
+            f"nothing was written: {reason}.\nFix: save without it, "
+            "keras_safe.save(model, path, include_optimizer=False)"
+            + (
+                ", or give the class a compile_from_config(config) that compiles it"
+                if not restored
+                else ""
+            )
+            + "."
+        )
+    note = f"optimizer state not saved ({what}): {reason}."
+    if steps > 0:
+        warnings.warn(
+            f"keras_safe.save: {note} Pass include_optimizer=False to say so explicitly.",
+            TrainingStateWarning,
+            stacklevel=3,
+        )
+    return _TrainingState("excluded", note, (optimizer,), restored)
+
+
+def _steps(optimizer: Any) -> int:
+    try:
+        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+    except Exception:  # an optimizer without a step counter
+        return 0
