@@ -62,7 +62,8 @@ find_python() {
 }
 
 # A fresh virtualenv at $1 with the built wheel, its test extra and any further
-# requirements ("keras==3.13.2" ...); nothing of the checkout is installed.
+# requirements ("keras==3.13.2" ...), or with "--hub" the keras-hub extra too, or with
+# "--no-deps" the wheel alone; nothing of the checkout is installed.
 wheel_venv() {
     local where=$1; shift
     rm -rf "$where"
@@ -71,6 +72,8 @@ wheel_venv() {
     wheel=$(ls "$SCRATCH"/dist/*.whl)
     if [ "${1:-}" = --no-deps ]; then
         "$where/bin/${PIP[0]}" "${PIP[@]:1}" --no-deps "$wheel"
+    elif [ "${1:-}" = --hub ]; then
+        "$where/bin/${PIP[0]}" "${PIP[@]:1}" "$wheel[test,hub]"
     else
         "$where/bin/${PIP[0]}" "${PIP[@]:1}" "$wheel[test]" "$@"
     fi
@@ -99,9 +102,9 @@ case "$task" in
         echo "== ruff check"; ruff check .
         echo "== mypy --strict src/keras_safe"; mypy --strict src/keras_safe
         echo "== build and check the wheel and sdist"; build_dist
-        echo "== install the wheel in a fresh virtualenv"; wheel_venv "$SCRATCH/venv"
+        echo "== install the wheel in a fresh virtualenv"; wheel_venv "$SCRATCH/venv" --hub
         echo "== pytest (installed wheel, run from outside the checkout)"
-        pytest_installed "$SCRATCH/venv" -n 2 "$ROOT/tests" "$@"
+        KERAS_SAFE_MAIN_JOB=1 pytest_installed "$SCRATCH/venv" -n 2 "$ROOT/tests" "$@"
         ;;
     test-keras)
         setup

@@ -64,3 +64,12 @@ def test_the_suite_runs_against_the_installed_wheel() -> None:
     modules = [{p.relative_to(d).as_posix() for p in d.rglob("*.py")} for d in (installed, tree)]
     assert modules[0] == modules[1]
     assert (installed / "py.typed").is_file()
+
+
+@pytest.mark.skipif(not os.environ.get("KERAS_SAFE_MAIN_JOB"), reason="run by ./dev.sh test")
+def test_the_main_job_runs_the_keras_hub_tests() -> None:
+    # tests/test_ecosystem.py and the keras-hub example skip without keras-hub;
+    # the main job installs it (the "hub" extra), so there they run.
+    import keras_hub
+
+    assert keras_hub.__version__
