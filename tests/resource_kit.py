@@ -7,7 +7,7 @@ entry point refuses them (inspect and diff included); the others are
 refused by the load-time budgets, and the entry points that never build the
 model (inspect, diff) must merely stay within the bounds.
 
-Used by tests/test_resources.py and tools/fuzz_load.py.
+Used by tests/_guard/test_resources.py and tools/fuzz_load.py.
 """
 
 from __future__ import annotations

@@ -46,10 +46,10 @@ def test_a_wheel_without_a_subpackage_fails(tmp_path: Path) -> None:
 
 
 def test_a_wheel_with_foreign_files_or_wrong_metadata_fails(tmp_path: Path) -> None:
-    files = check_dist.tree_files() | {"tests/test_saving.py", "keras_safe/model.keras"}
+    files = check_dist.tree_files() | {"tests/_ops/test_saving.py", "keras_safe/model.keras"}
     metadata = METADATA.replace("Apache-2.0", "MIT").replace("Requires-Dist: keras>", "X: ")
     problems = check_dist.check_wheel(make_wheel(tmp_path / "odd.whl", files, metadata))
-    assert "wheel has tests/test_saving.py, not in src/keras_safe" in problems
+    assert "wheel has tests/_ops/test_saving.py, not in src/keras_safe" in problems
     assert "wheel has keras_safe/model.keras, not in src/keras_safe" in problems
     assert any("License-Expression is 'MIT'" in p for p in problems)
     assert any(p.startswith("METADATA lacks dependency 'keras>=") for p in problems)
@@ -62,7 +62,7 @@ def test_an_sdist_without_tests_fails(tmp_path: Path) -> None:
             info = tarfile.TarInfo(f"keras_safe-0.1.0/{name}")
             archive.addfile(info, io.BytesIO(b""))
     problems = check_dist.check_sdist(sdist)
-    assert "sdist lacks tests/test_saving.py" in problems
+    assert "sdist lacks tests/_ops/test_saving.py" in problems
     assert "sdist lacks src/keras_safe/_keras/state.py" in problems
 
 

@@ -3,7 +3,7 @@
 Keras' public ``keras.saving`` API covers most of what keras_safe needs. The
 few things it does not expose are wrapped here, each with the reason, so a
 Keras upgrade that moves them breaks this package (covered by
-``tests/test_keras_compat.py``) instead of the whole library:
+``tests/_keras/test_keras_compat.py``) instead of the whole library:
 
 - ``names``: exported symbols, registered names, legacy lookup tables,
   non-exported built-ins and operation classes (``keras.src`` modules);

@@ -3,7 +3,7 @@
 Each shim uses Keras' own function where the installed Keras has it and
 otherwise does what that function does (same algorithm, same checks), so
 the result is the same on every supported release. Detection is by feature
-(``hasattr``), not by version number; ``tests/test_keras_compat.py`` pins,
+(``hasattr``), not by version number; ``tests/_keras/test_keras_compat.py`` pins,
 per Keras version, which branch is taken and that both agree.
 
 The oldest Keras keras_safe runs on is ``MIN_KERAS``; importing this module
