@@ -124,8 +124,8 @@ case "$task" in
             if [[ " $options " == *" below-range "* ]]; then
                 # pip refuses the wheel beside a Keras below its range: put it there by hand
                 PYTHON=$local_python wheel_venv "$SCRATCH/venv-job" --no-deps
-                "$SCRATCH/venv-job/bin/${PIP[0]}" "${PIP[@]:1}" "$keras" "$tf" \
-                    typing-extensions pytest pytest-xdist pytest-timeout hypothesis packaging
+                mapfile -t reqs < <(python tools/requirements.py --without keras tensorflow --extra test)
+                "$SCRATCH/venv-job/bin/${PIP[0]}" "${PIP[@]:1}" "$keras" "$tf" "${reqs[@]}"
             else
                 PYTHON=$local_python wheel_venv "$SCRATCH/venv-job" "$keras" "$tf"
             fi
