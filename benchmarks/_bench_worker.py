@@ -193,7 +193,7 @@ def _save_operation(side: str, model: Any, path: str) -> Any:
     if side.startswith("plain"):
         return lambda: model.save(path)
     verify = side == "keras_safe_verify"
-    return lambda: keras_safe.save(model, path, verify=verify)
+    return lambda: keras_safe.save(model, path, roundtrip=verify)
 
 
 def _load_operation(side: str, path: str) -> Any:
@@ -224,9 +224,9 @@ def job_load(spec: dict[str, Any]) -> dict[str, Any]:
 
 def job_prepare(spec: dict[str, Any]) -> dict[str, Any]:
     """Write the file both loaders read (and a tiny one to warm up with); time digests."""
-    keras_safe.save(build_model(spec["model"], 5_000), spec["warm_path"], verify=False)
+    keras_safe.save(build_model(spec["model"], 5_000), spec["warm_path"], roundtrip=False)
     model = build_model(spec["model"], spec["params"])
-    keras_safe.save(model, spec["path"], verify=False)
+    keras_safe.save(model, spec["path"], roundtrip=False)
     return {
         "params": int(model.count_params()),
         "shape": shape_for(spec["params"]),

@@ -11,7 +11,7 @@ built-in ``Dense`` layers), compiled with Adam and trained one step so that
 optimizer state is saved and loaded too, is saved and loaded by each side:
 
 - save: plain ``model.save`` (twice: the A/A row is the run's noise floor),
-  ``keras_safe.save(verify=False)``, ``keras_safe.save(verify=True)``;
+  ``keras_safe.save(roundtrip=False)``, ``keras_safe.save(roundtrip=True)``;
 - load: plain ``keras.models.load_model`` (twice, A/A) and ``keras_safe.load``
   with every check on, all reading the same file.
 
@@ -61,8 +61,8 @@ SAVE_SIDES = ("plain", "plain_again", "keras_safe", "keras_safe_verify")
 LOAD_SIDES = ("plain", "plain_again", "keras_safe")
 LABELS = {
     ("save", "plain_again"): "save: plain vs plain (A/A, noise floor)",
-    ("save", "keras_safe"): "save: keras_safe.save(verify=False)",
-    ("save", "keras_safe_verify"): "save: keras_safe.save(verify=True)",
+    ("save", "keras_safe"): "save: keras_safe.save(roundtrip=False)",
+    ("save", "keras_safe_verify"): "save: keras_safe.save(roundtrip=True)",
     ("load", "plain_again"): "load: plain vs plain (A/A, noise floor)",
     ("load", "keras_safe"): "load: keras_safe.load (all checks)",
 }

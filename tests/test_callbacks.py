@@ -100,7 +100,7 @@ def test_save_freq_in_batches_and_save_kwargs(tmp_path: Path) -> None:
     checkpoint = SafeCheckpoint(
         str(tmp_path / "step-{epoch}-{batch}.keras"),
         save_freq=2,
-        verify=True,
+        roundtrip=True,
         sample_input=X[:4],
     )
     _model().fit(X, Y, batch_size=16, epochs=2, callbacks=[checkpoint], verbose=0)

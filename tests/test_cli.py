@@ -369,14 +369,14 @@ def test_verify_wrong_digest_and_key_file(
         assert "not the expected" in capsys.readouterr().err
         key = tmp_path / "key"
         key.write_bytes(b"secret\n")
-        assert cli.main(["verify", str(files.model), "--verify-key-file", str(key)]) == 1
+        assert cli.main(["verify", str(files.model), "--signing-key-file", str(key)]) == 1
         assert "is not signed" in capsys.readouterr().err
         assert cli.main(["verify", str(files.plain)]) == 0
         assert "no keras_safe manifest" in capsys.readouterr().out
 
 
-def test_verify_key_file_must_exist(files: Files, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["verify", str(files.model), "--verify-key-file", str(files.root / "no-key")]
+def test_signing_key_file_must_exist(files: Files, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["verify", str(files.model), "--signing-key-file", str(files.root / "no-key")]
     assert cli.main(argv) == cli.EXIT_USAGE
     assert "cannot read the key file" in capsys.readouterr().err
 

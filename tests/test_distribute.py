@@ -43,7 +43,7 @@ with strategy.scope():
         keras.layers.Dense(1),
     ])
     model.compile(optimizer="adam", loss="mse")
-checkpoint = keras_safe.callbacks.SafeCheckpoint(out + "/ckpt/epoch-{epoch}.keras", verify=True)
+checkpoint = keras_safe.callbacks.SafeCheckpoint(out + "/ckpt/epoch-{epoch}.keras", roundtrip=True)
 model.fit(x, y, epochs=2, batch_size=16, callbacks=[checkpoint], verbose=0)
 keras_safe.save(model, out + "/mirrored.keras", sample_input=x)
 # A direct call, not predict(): predict splits the batch (across replicas here,
@@ -96,7 +96,7 @@ with strategy.scope():
     ])
 # Keras 3's fit() does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585),
 # so the callback is driven the way fit() drives it at the end of an epoch.
-checkpoint = keras_safe.callbacks.SafeCheckpoint(target, verify=True)
+checkpoint = keras_safe.callbacks.SafeCheckpoint(target, roundtrip=True)
 checkpoint.set_model(model)
 checkpoint.on_epoch_begin(0)
 checkpoint.on_epoch_end(0, logs={"loss": 1.0, "val_loss": 1.0})

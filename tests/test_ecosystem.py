@@ -3,7 +3,7 @@
 keras-hub tasks (built from tiny explicit configs, never presets: nothing is
 downloaded), a subclassed model without ``call()`` trained through its own
 ``train_step``, and a model compiled with registered loss and metric
-functions. Each is saved here with ``keras_safe.save(verify=True)`` and
+functions. Each is saved here with ``keras_safe.save(roundtrip=True)`` and
 loaded with ``keras_safe.load`` in a fresh process, which compares outputs
 bit for bit and reports the training state it got back.
 """
@@ -205,7 +205,7 @@ def test_untrained_keras_hub_text_classifier_saves_and_loads(tmp_path: Path) -> 
     path = tmp_path / "bert.keras"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        manifest = keras_safe.save(model, path, verify=True)
+        manifest = keras_safe.save(model, path, roundtrip=True)
     assert training_warnings(caught) == []  # an optimizer that never stepped: nothing lost
     assert manifest.model.optimizer == "Adam"
     assert manifest.model.optimizer_state == "excluded"
@@ -241,7 +241,7 @@ def test_keras_hub_image_classifier_after_a_training_step(tmp_path: Path) -> Non
     assert not path.exists()
 
     with pytest.warns(keras_safe.TrainingStateWarning) as caught:
-        manifest = keras_safe.save(model, path, verify=True, sample_input=images)
+        manifest = keras_safe.save(model, path, roundtrip=True, sample_input=images)
     [message] = [str(w.message) for w in caught if w.category is keras_safe.TrainingStateWarning]
     assert "SGD state: " in message and "1 training step(s)" in message
     assert "ImageClassifier overrides compile()" in message
@@ -277,7 +277,7 @@ def test_inspect_shows_what_the_file_holds(
 
     model, _ = tiny_bert_classifier()
     path = tmp_path / "bert.keras"
-    keras_safe.save(model, path, verify=False)
+    keras_safe.save(model, path, roundtrip=False)
     assert cli.main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Adam, state not in the file" in out
@@ -293,7 +293,7 @@ def test_keras_hub_task_built_with_compile_false(tmp_path: Path) -> None:
         backbone.backbone, num_classes=2, preprocessor=None, compile=False
     )
     path = tmp_path / "uncompiled.keras"
-    manifest = keras_safe.save(model, path, verify=True)
+    manifest = keras_safe.save(model, path, roundtrip=True)
     assert manifest.model.optimizer_state == "none"
     loaded = keras_safe.load(path)  # keras_hub is imported here
     assert loaded.compiled  # by its own constructor, as Keras loads it too
@@ -340,7 +340,7 @@ def test_plain_keras_file_of_a_keras_hub_task(tmp_path: Path) -> None:
 def test_keras_hub_files_are_refused_with_a_public_fix(tmp_path: Path) -> None:
     model, _ = tiny_bert_classifier()
     path = tmp_path / "bert.keras"
-    keras_safe.save(model, path, verify=False)
+    keras_safe.save(model, path, roundtrip=False)
     [report] = load_fresh([{"path": str(path), "kwargs": {}}])
     assert not report["ok"] and report["type"] == "MissingObjectsError"
     message = report["message"]
@@ -419,7 +419,7 @@ def test_trained_subclassed_model_without_call(tmp_path: Path, project: Any) -> 
     assert not model.built  # never called: Keras alone would not restore its optimizer
 
     path = tmp_path / "autoencoder.keras"
-    manifest = keras_safe.save(model, path, verify=True)
+    manifest = keras_safe.save(model, path, roundtrip=True)
     assert manifest.model.optimizer_state == "included"
     assert manifest.model.training_note is None
     np.savez(
@@ -457,7 +457,7 @@ def test_registered_loss_and_metric_functions_load_through_allow_imports(
     x = np.random.default_rng(0).random((4, 3)).astype("float32")
     model.fit(x, np.ones((4, 2), "float32"), verbose=0)
     path = tmp_path / "functions.keras"
-    keras_safe.save(model, path, verify=True)
+    keras_safe.save(model, path, roundtrip=True)
 
     expected = model.predict(x, verbose=0)
     missing, loaded = load_fresh(
@@ -491,7 +491,7 @@ def test_a_repeated_allow_imports_call_is_not_the_fix(tmp_path: Path, project: A
         keras_safe.register(package=PACKAGE)(gone)
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
         model.compile(optimizer="adam", loss=gone)
-        keras_safe.save(model, path, verify=False)
+        keras_safe.save(model, path, roundtrip=False)
     with pytest.raises(keras_safe.MissingObjectsError) as info:
         keras_safe.load(path, allow_imports=(PACKAGE,))
     message = str(info.value)

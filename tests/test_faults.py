@@ -174,7 +174,7 @@ import sys, pathlib, keras_safe
 target, done = sys.argv[1], pathlib.Path(sys.argv[2])
 models = [build(1), build(2)]
 for i in range(8):
-    keras_safe.save(models[i % 2], target, verify=False)
+    keras_safe.save(models[i % 2], target, roundtrip=False)
 done.touch()
 """,
         str(target),

@@ -31,7 +31,7 @@ from typing_extensions import Unpack
 
 from keras_safe import _keras
 from keras_safe._ops.load import load
-from keras_safe._ops.options import LoadKwargs, SaveKwargs, as_path
+from keras_safe._ops.options import LoadKwargs, SaveKwargs, as_path, renamed_keywords
 from keras_safe._ops.save import save
 from keras_safe.errors import KerasSafeError, _UsageError
 
@@ -57,12 +57,15 @@ class SafeCheckpoint(_keras.CheckpointCallback):
         save_freq: ``"epoch"``, or save every this many batches.
         keep: Keep only the newest ``keep`` files matching ``filepath``'s
             pattern in its directory (None keeps all).
-        verify: Rebuild each checkpoint from the written bytes and compare
-            it with the model before it replaces anything (slower).
+        roundtrip: Rebuild each checkpoint from the written bytes and compare
+            it with the model before it replaces anything (slower), as
+            ``keras_safe.save(..., roundtrip=True)`` does.
         verbose: 1 prints a line per save, as ``ModelCheckpoint`` does.
         initial_value_threshold: As ``ModelCheckpoint``: the best value to beat.
         **save_kwargs: Passed on to :func:`keras_safe.save`
-            (``sample_input``, ``signing_key``).
+            (``sample_input``, ``signing_key``, ``include_optimizer``).
+        verify: Deprecated: the former name of ``roundtrip`` (same meaning;
+            warns). Passing both is an error.
 
     Example:
         >>> checkpoint = keras_safe.callbacks.SafeCheckpoint(
@@ -71,6 +74,7 @@ class SafeCheckpoint(_keras.CheckpointCallback):
         >>> model = keras_safe.load_latest("checkpoints")
     """
 
+    @renamed_keywords("SafeCheckpoint", verify="roundtrip")
     def __init__(
         self,
         filepath: str | os.PathLike[str],
@@ -80,9 +84,10 @@ class SafeCheckpoint(_keras.CheckpointCallback):
         mode: str = "auto",
         save_freq: str | int = "epoch",
         keep: int | None = None,
-        verify: bool = False,
+        roundtrip: bool = False,
         verbose: int = 0,
         initial_value_threshold: float | None = None,
+        verify: bool | None = None,
         **save_kwargs: Unpack[SaveKwargs],
     ) -> None:
         path = _checked_filepath(filepath)
@@ -110,9 +115,20 @@ class SafeCheckpoint(_keras.CheckpointCallback):
             initial_value_threshold=initial_value_threshold,
         )
         self.keep = keep
-        self.verify = verify
+        self.roundtrip = roundtrip
         self.save_kwargs = save_kwargs
         self._pattern = _file_pattern(os.path.basename(path))
+
+    @property
+    def verify(self) -> bool:
+        """Deprecated: the former name of :attr:`roundtrip` (warns)."""
+        _deprecated_attribute()
+        return self.roundtrip
+
+    @verify.setter
+    def verify(self, value: bool) -> None:
+        _deprecated_attribute()
+        self.roundtrip = value
 
     def write_checkpoint(self, filepath: str) -> None:
         """Save the model to ``filepath`` (the chief) or a scratch copy (other workers)."""
@@ -121,12 +137,26 @@ class SafeCheckpoint(_keras.CheckpointCallback):
         destination, temporary = checkpoint_destination(target, strategy)
         destination.parent.mkdir(parents=True, exist_ok=True)
         try:
-            save(self.model, destination, overwrite=True, verify=self.verify, **self.save_kwargs)
+            save(
+                self.model,
+                destination,
+                overwrite=True,
+                roundtrip=self.roundtrip,
+                **self.save_kwargs,
+            )
         finally:
             if temporary:
                 shutil.rmtree(destination.parent, ignore_errors=True)
         if not temporary and self.keep is not None:
             prune(target, self._pattern, self.keep)
+
+
+def _deprecated_attribute() -> None:
+    warnings.warn(
+        "SafeCheckpoint.verify is deprecated; use SafeCheckpoint.roundtrip — same meaning.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def _checked_filepath(filepath: Any) -> str:
@@ -198,6 +228,7 @@ def prune(written: Path, pattern: re.Pattern[str], keep: int) -> list[Path]:
     return removed
 
 
+@renamed_keywords("load_latest", verify_key="signing_key")
 def load_latest(directory: str | os.PathLike[str], **load_kwargs: Unpack[LoadKwargs]) -> Any:
     """The newest checkpoint in ``directory`` that passes every check, or None.
 

@@ -110,10 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse the file unless its content digest is DIGEST (see 'inspect')",
     )
     verify.add_argument(
-        "--verify-key-file",
+        "--signing-key-file",
         metavar="PATH",
         type=Path,
         help="refuse the file unless it is signed with the key stored in PATH",
+    )
+    verify.add_argument(  # the former name, for one release
+        "--verify-key-file", dest="old_key_file", type=Path, help=argparse.SUPPRESS
     )
     verify.set_defaults(run=_run_verify)
 
@@ -280,8 +283,22 @@ def _run_verify(args: argparse.Namespace) -> int:
     kwargs = _load_kwargs(args)
     if args.expected_digest:
         kwargs["expected_digest"] = args.expected_digest
-    if args.verify_key_file is not None:
-        kwargs["verify_key"] = _read_key(args.verify_key_file)
+    key_file = args.signing_key_file
+    if args.old_key_file is not None:
+        if key_file is not None:
+            raise _UsageError(
+                "got both --signing-key-file and --verify-key-file; --verify-key-file is the "
+                "deprecated name of --signing-key-file (same meaning). Pass only "
+                "--signing-key-file."
+            )
+        print(
+            "keras-safe verify: --verify-key-file is deprecated; use --signing-key-file "
+            "(same meaning).",
+            file=sys.stderr,
+        )
+        key_file = args.old_key_file
+    if key_file is not None:
+        kwargs["signing_key"] = _read_key(key_file)
     with _digest_progress(args.file, "loading the model..."):
         report = keras_safe.verify(args.file, **kwargs)
     if not report.ok:

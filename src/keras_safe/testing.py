@@ -188,7 +188,7 @@ def _check_archive(model: Any, sample_input: Any, label: str) -> None:
     with tempfile.TemporaryDirectory(prefix="keras-safe-roundtrip-") as scratch:
         path = Path(scratch) / "roundtrip.keras"
         try:
-            save(model, path, verify=True, sample_input=sample_input)
+            save(model, path, roundtrip=True, sample_input=sample_input)
             loaded = load(path, on_mismatch="ignore")
         except KerasSafeError as exc:
             raise AssertionError(
@@ -239,7 +239,7 @@ def _check_held(obj: Any, label: str) -> None:
         with tempfile.TemporaryDirectory(prefix="keras-safe-roundtrip-") as scratch:
             path = Path(scratch) / "roundtrip.keras"
             try:
-                save(model, path, verify=True)
+                save(model, path, roundtrip=True)
                 loaded = load(path, on_mismatch="ignore").get_layer("holder").value
             except KerasSafeError as exc:
                 raise AssertionError(

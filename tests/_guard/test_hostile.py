@@ -995,7 +995,7 @@ def test_manifest_removed_cannot_satisfy_a_pin_or_a_key(tmp_path, safe_members, 
         tmp_path, replace_member(safe_members, "metadata.json", json.dumps(metadata).encode())
     )
     refused(path, IntegrityError, "no keras_safe manifest", marker, expected_digest="0" * 64)
-    refused(path, IntegrityError, "not signed", marker, verify_key=b"key")
+    refused(path, IntegrityError, "not signed", marker, signing_key=b"key")
 
 
 @pytest.fixture(scope="module")
@@ -1006,16 +1006,16 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_signature_verifies_with_the_key(signed):
-    assert keras_safe.load(signed, verify_key=b"team key") is not None
-    assert keras_safe.verify(signed, verify_key=b"team key").ok
+    assert keras_safe.load(signed, signing_key=b"team key") is not None
+    assert keras_safe.verify(signed, signing_key=b"team key").ok
 
 
 def test_signature_with_another_key_is_refused(signed, marker):
-    refused(signed, IntegrityError, "does not match verify_key", marker, verify_key=b"guess")
+    refused(signed, IntegrityError, "does not match signing_key", marker, signing_key=b"guess")
 
 
 def test_unsigned_file_is_refused_when_a_key_is_given(saved, marker):
-    refused(saved["safe"], IntegrityError, "is not signed", marker, verify_key=b"team key")
+    refused(saved["safe"], IntegrityError, "is not signed", marker, signing_key=b"team key")
 
 
 def test_file_edited_after_signing_is_refused(tmp_path, signed, marker):
@@ -1030,9 +1030,9 @@ def test_file_edited_after_signing_is_refused(tmp_path, signed, marker):
     refused(
         archive(tmp_path, hostile),
         IntegrityError,
-        "does not match verify_key",
+        "does not match signing_key",
         marker,
-        verify_key=b"team key",
+        signing_key=b"team key",
     )
 
 
@@ -1078,7 +1078,7 @@ def test_process_wide_unsafe_mode_does_not_reach_keras_safe(tmp_path, safe_membe
 
 
 def test_real_models_with_many_kinds_of_state_still_load(tmp_path):
-    # keras_safe.save re-reads what it wrote through every guard (verify=True),
+    # keras_safe.save re-reads what it wrote through every guard (roundtrip=True),
     # then a plain load does it again.
     tokens = keras.Input((2,), dtype="int64", name="tokens")
     lookup = keras.layers.IntegerLookup(vocabulary=[7, 8, 9], name="lookup")(tokens)

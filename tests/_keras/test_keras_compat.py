@@ -676,7 +676,7 @@ def test_unsaved_nested_objects_lists_what_this_keras_leaves_out() -> None:
 @pytest.mark.skipif(KERAS >= (3, 15, 0), reason="Keras >= 3.15 saves nested containers")
 def test_old_keras_refuses_to_save_layers_in_nested_containers(tmp_path: Path) -> None:
     with pytest.raises(keras_safe.CompatibilityError) as caught:
-        keras_safe.save(_holder_model(), tmp_path / "m.keras", verify=False)
+        keras_safe.save(_holder_model(), tmp_path / "m.keras", roundtrip=False)
     message = str(caught.value)
     assert message.startswith(
         "Saving layers kept in a list or dict nested inside another list or dict attribute "

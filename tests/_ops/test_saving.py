@@ -224,7 +224,7 @@ def test_verification_failure_names_the_weight_and_keeps_the_old_file(
 ) -> None:
     @keras_safe.register(package="vf")
     class Drifting(keras_safe.SerializableLayer):
-        """Loads its weights slightly wrong: the kind of bug verify=True exists for."""
+        """Loads its weights slightly wrong: the kind of bug roundtrip=True exists for."""
 
         def build(self, shape):
             self.w = self.add_weight(shape=(shape[-1],), initializer="ones", name="w")
@@ -246,7 +246,7 @@ def test_verification_failure_names_the_weight_and_keeps_the_old_file(
     assert "not written" in message
     assert target.read_bytes() == b"previous contents"
     assert os.listdir(tmp_path) == ["m.keras"]
-    keras_safe.save(model, tmp_path / "unverified.keras", verify=False)  # the escape hatch
+    keras_safe.save(model, tmp_path / "unverified.keras", roundtrip=False)  # the escape hatch
 
 
 def test_preflight_catches_configs_that_change_on_every_construction(tmp_path: Path, scope) -> None:
@@ -382,17 +382,17 @@ def test_subclassed_model_with_sublayers_made_in_build(tmp_path: Path, scope) ->
     assert "LOADED Lazy 1" in proc.stdout
 
 
-def test_signing_key_adds_an_hmac_checked_by_verify_key(tmp_path: Path) -> None:
+def test_signing_key_adds_an_hmac_checked_on_load(tmp_path: Path) -> None:
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     manifest = keras_safe.save(model, tmp_path / "m.keras", signing_key=b"secret")
     assert manifest.signature and manifest.signature_matches(b"secret")
     assert keras_safe.inspect(tmp_path / "m.keras").signature == manifest.signature
-    keras_safe.load(tmp_path / "m.keras", verify_key=b"secret")
-    with pytest.raises(keras_safe.IntegrityError, match="does not match verify_key"):
-        keras_safe.load(tmp_path / "m.keras", verify_key=b"other")
+    keras_safe.load(tmp_path / "m.keras", signing_key=b"secret")
+    with pytest.raises(keras_safe.IntegrityError, match="does not match signing_key"):
+        keras_safe.load(tmp_path / "m.keras", signing_key=b"other")
     keras_safe.save(model, tmp_path / "unsigned.keras")
     with pytest.raises(keras_safe.IntegrityError, match="not signed"):
-        keras_safe.load(tmp_path / "unsigned.keras", verify_key=b"secret")
+        keras_safe.load(tmp_path / "unsigned.keras", signing_key=b"secret")
 
 
 def test_compiled_model_that_never_trained_round_trips(tmp_path: Path) -> None:

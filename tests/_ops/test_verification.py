@@ -1,4 +1,4 @@
-"""save(verify=True): the deferred rebuild confirms good files, and never hides a bad one."""
+"""save(roundtrip=True): the deferred rebuild confirms good files, and never hides a bad one."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _functional() -> keras.Model:
 
 
 def _deferred_rebuild(model: keras.Model, path: Path, sample_input: Any = None) -> Any:
-    keras_safe.save(model, path, verify=False)
+    keras_safe.save(model, path, roundtrip=False)
     config = _keras.serialize_model(model)
     scope = verification._ComparingScope(model if sample_input is None else None)
     with _keras.deferred_variables(scope):
@@ -61,7 +61,7 @@ def test_the_deferred_rebuild_runs_the_model_on_sample_input(tmp_path: Path) -> 
 def test_verify_leaves_no_variables_for_keras_to_initialize(tmp_path: Path) -> None:
     from keras.src.backend.common import global_state
 
-    keras_safe.save(_functional(), tmp_path / "m.keras", verify=True)
+    keras_safe.save(_functional(), tmp_path / "m.keras", roundtrip=True)
     assert not global_state.get_global_attribute("uninitialized_variables")
 
 

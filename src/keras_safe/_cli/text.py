@@ -58,7 +58,7 @@ def manifest_text(path: Path, manifest: Manifest) -> str:
     if manifest.digest:
         lines.append(_field("content digest", manifest.digest))
     if manifest.written_by == "keras_safe":
-        signed = "hmac-sha256 (check it: keras-safe verify FILE --verify-key-file KEY)"
+        signed = "hmac-sha256 (check it: keras-safe verify FILE --signing-key-file KEY)"
         lines.append(_field("signature", signed if manifest.signature else "none"))
     lines += ["", f"custom objects ({len(manifest.objects)})"]
     lines += [line for record in manifest.objects for line in _object_lines(record)]

@@ -3,7 +3,7 @@
 A file's manifest lists every member with its SHA-256 and size and a digest
 over all of them; here those are compared with the bytes actually present.
 Digests catch corruption and, with ``expected_digest``, pin a file;
-authenticity needs a key (``verify_key``), because whoever edits a file can
+authenticity needs a key (``signing_key``), because whoever edits a file can
 rewrite its manifest too.
 
 Every member is hashed once, straight from the file (:func:`check_digests`,
@@ -86,19 +86,19 @@ def check_pins(manifest: Manifest | None, options: LoadOptions, path: Path) -> N
                 f"{path} has content digest {manifest.digest}, not the expected "
                 f"{options.expected_digest}: it is a different file. Refusing to load it."
             )
-    if options.verify_key is not None:
+    if options.signing_key is not None:
         if manifest is None or manifest.signature is None:
             raise IntegrityError(
-                f"{path} is not signed, and verify_key requires a signature. Save it with "
+                f"{path} is not signed, and signing_key requires a signature. Save it with "
                 "keras_safe.save(..., signing_key=key)."
             )
         try:
-            matches = manifest.signature_matches(options.verify_key)
+            matches = manifest.signature_matches(options.signing_key)
         except TypeError as exc:
             raise _UsageError(str(exc)) from None
         if not matches:
             raise IntegrityError(
-                f"The signature of {path} does not match verify_key: the file was changed "
+                f"The signature of {path} does not match signing_key: the file was changed "
                 "after signing, or signed with another key. Refusing to load it."
             )
 

@@ -288,7 +288,7 @@ def _key_bytes(key: Any) -> bytes:
         return key.encode("utf-8")
     if isinstance(key, (bytes, bytearray, memoryview)) and len(key) > 0:
         return bytes(key)
-    raise TypeError("signing_key / verify_key must be non-empty bytes (or str).")
+    raise TypeError("signing_key must be non-empty bytes (or str).")
 
 
 def content_digest(members: Mapping[str, MemberRecord]) -> str:

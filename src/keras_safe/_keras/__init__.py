@@ -10,7 +10,7 @@ Keras upgrade that moves them breaks this package (covered by
 - ``models``: safe-mode building and serialization, the variable budget,
   the checkpoint callback hook;
 - ``state``: writing and reading the weights file;
-- ``deferred``: the value-less rebuild used by ``save(verify=True)`` and its
+- ``deferred``: the value-less rebuild used by ``save(roundtrip=True)`` and its
   ``StatelessScope`` (``ObservingScope``);
 - ``cpython``: the undocumented parts of ``zipfile`` the archive writer and
   reader use (the archive's file, a write handle's counts, ``start_dir``).

@@ -24,7 +24,7 @@ from keras.src.saving import saving_lib
 from keras_safe.errors import CompatibilityError
 
 # Keras 3.10 rebuilds a Functional model's keras.ops nodes under new names
-# ("mean" comes back as "mean_2"), so save(verify=True) refuses such models
+# ("mean" comes back as "mean_2"), so save(roundtrip=True) refuses such models
 # there; 3.11 is the oldest release the whole test suite passes on.
 MIN_KERAS = (3, 11, 0)
 

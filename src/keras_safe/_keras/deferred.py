@@ -1,4 +1,4 @@
-"""Keras internals of the deferred rebuild used by ``save(verify=True)``.
+"""Keras internals of the deferred rebuild used by ``save(roundtrip=True)``.
 
 Part of the private-API layer (``keras_safe._keras``): a rebuild whose variables
 hold no values of their own, loaded in a ``keras.StatelessScope`` that
@@ -143,7 +143,7 @@ def deferred_variables(scope: Any) -> Iterator[None]:
     ``_keras.load_state`` assigns the loaded values in the scope, which records
     them (``add_update``) instead of copying them into the variables, and
     reads them as tensors over the bytes read rather than copies. Used by
-    ``save(verify=True)`` (``keras_safe._ops.rebuild``): the rebuilt model
+    ``save(roundtrip=True)`` (``keras_safe._ops.rebuild``): the rebuilt model
     exists only to be compared.
 
     Keras keeps variables created in a stateless scope in a per-thread list,

@@ -1,6 +1,6 @@
 """Differences between two configs and between two sets of weights, as sentences.
 
-Used by ``save(verify=True)``, :func:`keras_safe.diff` and
+Used by ``save(roundtrip=True)``, :func:`keras_safe.diff` and
 ``keras_safe.testing.assert_roundtrip``: each difference names the layer,
 the argument or weight, and both values.
 """
@@ -58,7 +58,7 @@ class Sides:
 
 
 SAVED_REBUILT = Sides()
-"""Sentences of ``save(verify=True)``: the saved config against the rebuilt one."""
+"""Sentences of ``save(roundtrip=True)``: the saved config against the rebuilt one."""
 
 
 def config_differences(

@@ -197,7 +197,7 @@ def load_h5(path: Path, options: LoadOptions) -> Any:
     the bytes checked are the bytes loaded even if the path is replaced
     meanwhile.
     """
-    if options.expected_digest is not None or options.verify_key is not None:
+    if options.expected_digest is not None or options.signing_key is not None:
         raise IntegrityError(
             f"{path} is a legacy HDF5 file without a manifest, so it has no digest or "
             "signature to check. Convert it once with keras_safe.upgrade, then pin that file."

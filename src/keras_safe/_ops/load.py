@@ -57,6 +57,7 @@ from keras_safe._ops.options import (
     OnOptimizerMismatch,
     as_path,
     existing_path,
+    renamed_keywords,
     sniff,
 )
 from keras_safe.errors import (
@@ -73,6 +74,7 @@ __all__ = ["VerifyReport", "inspect", "load", "verify"]
 _BENIGN_WARNINGS = ("the saved optimizer has 0 variables",)
 
 
+@renamed_keywords("load", verify_key="signing_key")
 def load(
     filepath: str | os.PathLike[str],
     *,
@@ -81,9 +83,10 @@ def load(
     allow_imports: tuple[str, ...] | list[str] | str = (),
     on_mismatch: OnMismatch = "warn",
     expected_digest: str | None = None,
-    verify_key: bytes | None = None,
+    signing_key: bytes | None = None,
     limits: ArchiveLimits | None = None,
     on_optimizer_mismatch: OnOptimizerMismatch = "error",
+    verify_key: bytes | None = None,
 ) -> Any:
     """Load a model saved by :func:`keras_safe.save` (or a plain ``.keras`` / ``.h5``).
 
@@ -102,7 +105,8 @@ def load(
         on_mismatch: ``"warn"``, ``"error"`` or ``"ignore"`` changes of
             versions, modules, signatures or sources since saving.
         expected_digest: Refuse the file unless its content digest is this.
-        verify_key: Refuse the file unless it is signed with this key.
+        signing_key: Refuse the file unless it is signed with this key (the
+            ``signing_key`` it was saved with).
         limits: Bounds on sizes, counts and nesting checked before anything
             is read (:class:`~keras_safe.ArchiveLimits`; None for the defaults).
         on_optimizer_mismatch: What to do with optimizer state in the file
@@ -112,6 +116,8 @@ def load(
             file; ``"warn"`` loads everything else and leaves the optimizer
             as the model's constructor made it, with a
             :class:`~keras_safe.TrainingStateWarning` naming what was dropped.
+        verify_key: Deprecated: the former name of ``signing_key`` (same
+            meaning; warns). Passing both is an error.
 
     Raises:
         IntegrityError: digests, sizes or signature do not match (corruption,
@@ -131,7 +137,7 @@ def load(
         allow_imports,
         on_mismatch,
         expected_digest,
-        verify_key,
+        signing_key,
         limits,
         on_optimizer_mismatch,
     )
@@ -203,6 +209,7 @@ class VerifyReport:
         return self.ok
 
 
+@renamed_keywords("verify", verify_key="signing_key")
 def verify(filepath: str | os.PathLike[str], **load_kwargs: Unpack[LoadKwargs]) -> VerifyReport:
     """Run every load-time check on a file; return a report instead of a model.
 
@@ -240,7 +247,7 @@ def load_archive(reader: ArchiveReader, options: LoadOptions, *, own_file: bool 
     """Every check, then the model; see the module docstring for the order.
 
     ``own_file``: the archive was just written by this process
-    (``save(verify=True)``), so its weights need no guarding before they are
+    (``save(roundtrip=True)``), so its weights need no guarding before they are
     parsed: their digests are checked once loaded, the hashing overlapping
     the loading instead of delaying it. Every digest is still checked.
     """

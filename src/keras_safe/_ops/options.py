@@ -6,12 +6,14 @@ Importing this module does not import Keras: the command line offers
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, cast, get_args
 
 from typing_extensions import TypedDict
 
@@ -27,6 +29,7 @@ __all__ = [
     "SaveKwargs",
     "as_path",
     "existing_path",
+    "renamed_keywords",
     "sniff",
 ]
 
@@ -52,9 +55,11 @@ class LoadKwargs(TypedDict, total=False):
     allow_imports: tuple[str, ...] | list[str] | str
     on_mismatch: OnMismatch
     expected_digest: str | None
-    verify_key: bytes | None
+    signing_key: bytes | None
     limits: ArchiveLimits | None
     on_optimizer_mismatch: OnOptimizerMismatch
+    verify_key: bytes | None
+    """Deprecated: the former name of ``signing_key``, same meaning."""
 
 
 class SaveKwargs(TypedDict, total=False):
@@ -74,7 +79,7 @@ class LoadOptions:
     allow_imports: tuple[str, ...]
     on_mismatch: str
     expected_digest: str | None
-    verify_key: bytes | None
+    signing_key: bytes | None
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
     on_optimizer_mismatch: str = "error"
 
@@ -86,7 +91,7 @@ class LoadOptions:
         allow_imports: Any = (),
         on_mismatch: str = "warn",
         expected_digest: str | None = None,
-        verify_key: bytes | None = None,
+        signing_key: bytes | None = None,
         limits: ArchiveLimits | None = None,
         on_optimizer_mismatch: str = "error",
     ) -> LoadOptions:
@@ -121,10 +126,57 @@ class LoadOptions:
             prefixes,
             on_mismatch,
             digest,
-            verify_key,
+            signing_key,
             resolve_limits(limits),
             on_optimizer_mismatch,
         )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def renamed_keywords(function: str, **renamed: str) -> Callable[[_F], _F]:
+    """Accept each deprecated keyword (``old="new"``) as its new name, for one release.
+
+    Passing the old name warns (a :class:`DeprecationWarning` pointing at
+    the caller's line) and behaves exactly as the new one; passing both is a
+    usage error. ``function`` is the name the messages show (``"save"``).
+    The wrapped function never sees the old names.
+    """
+
+    def decorate(func: _F) -> _F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renamed.items():
+                if old in kwargs:
+                    rename_keyword(kwargs, function, old, new)
+            return func(*args, **kwargs)
+
+        return cast(_F, wrapper)
+
+    return decorate
+
+
+def rename_keyword(
+    kwargs: dict[str, Any], function: str, old: str, new: str, stacklevel: int = 3
+) -> None:
+    """Move ``kwargs[old]`` to ``kwargs[new]`` with a deprecation warning (see above).
+
+    ``stacklevel`` counts from this function: 3 is the caller of its caller.
+    """
+    if new in kwargs:
+        raise _UsageError(
+            f"{function}() got both {new}= and {old}=; {old}= is the deprecated name of "
+            f"{new}= (same meaning). Pass only {new}=."
+        )
+    warnings.warn(
+        f"{function}({old}=...) is deprecated; use {function}({new}=...) — same meaning.",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    value = kwargs.pop(old)
+    if value is not None:  # None is each of these arguments' default
+        kwargs[new] = value
 
 
 def as_path(value: Any, argument: str = "filepath") -> Path:

@@ -1,4 +1,4 @@
-"""``save(verify=True)``: rebuild the model from the written bytes and compare.
+"""``save(roundtrip=True)``: rebuild the model from the written bytes and compare.
 
 The rebuild goes through every check of :func:`keras_safe.load` (registry
 only, no live objects), so a model that passes loads in a fresh process.

@@ -38,7 +38,7 @@ from keras_safe._format.writer import AtomicArchiveWriter
 from keras_safe._guard.allowlist import Reference, Resolver, iter_references
 from keras_safe._guard.references import in_words
 from keras_safe._ops.compare import config_differences
-from keras_safe._ops.options import as_path
+from keras_safe._ops.options import as_path, renamed_keywords
 from keras_safe._ops.rebuild import verify_written
 from keras_safe.errors import (
     KerasSafeError,
@@ -53,15 +53,17 @@ from keras_safe.errors import (
 __all__ = ["save"]
 
 
+@renamed_keywords("save", verify="roundtrip")
 def save(
     model: Any,
     filepath: str | os.PathLike[str],
     *,
     overwrite: bool = True,
-    verify: bool = True,
+    roundtrip: bool = True,
     sample_input: Any = None,
     signing_key: bytes | None = None,
     include_optimizer: bool | None = None,
+    verify: bool | None = None,
 ) -> Manifest:
     """Save ``model`` as a ``.keras`` archive with an embedded manifest.
 
@@ -70,7 +72,7 @@ def save(
     model needs, the versions it was saved with and a SHA-256 of every
     member. Models that could not load back are refused before anything is
     written, listing every problem; the write is atomic; and with
-    ``verify=True`` the written bytes are loaded back (registry only, as a
+    ``roundtrip=True`` the written bytes are loaded back (registry only, as a
     fresh process would) and compared with ``model`` before the file is
     moved into place.
 
@@ -79,11 +81,11 @@ def save(
         filepath: Target path; must end in ``.keras``.
         overwrite: Replace an existing file (atomically). With False an
             existing file raises an error that is a ``FileExistsError``.
-        verify: Rebuild from the written bytes and compare configs, every
+        roundtrip: Rebuild from the written bytes and compare configs, every
             weight bit for bit and optimizer state before committing.
         sample_input: Also compare the outputs of both models on this input.
         signing_key: Bytes for an HMAC-SHA256 of the manifest, checked by
-            ``load(..., verify_key=...)``.
+            ``load(..., signing_key=...)``.
         include_optimizer: Whether the file holds the optimizer's state (its
             step count and slots). ``None`` (the default): whenever loading
             can put it back, and otherwise not, with a
@@ -95,6 +97,8 @@ def save(
             configuration is still saved; a loaded model starts with a
             fresh optimizer). The manifest records which
             (``manifest.model.optimizer_state``, ``training_note``).
+        verify: Deprecated: the former name of ``roundtrip`` (same meaning;
+            warns). Passing both is an error.
 
     Returns:
         The :class:`~keras_safe.Manifest` written; ``manifest.digest`` pins the file.
@@ -147,7 +151,7 @@ def save(
             manifest = manifest.signed(signing_key)
         zf.writestr(METADATA, json.dumps(_metadata(manifest)))
         writer.finish()
-        if verify:
+        if roundtrip:
             verify_written(
                 model,
                 config,

@@ -31,12 +31,13 @@ from typing_extensions import Unpack
 from keras_safe import _keras
 from keras_safe._format.manifest import Manifest
 from keras_safe._ops.load import load
-from keras_safe._ops.options import LoadKwargs
+from keras_safe._ops.options import LoadKwargs, renamed_keywords
 from keras_safe._ops.save import _target_for_save, save
 
 __all__ = ["upgrade"]
 
 
+@renamed_keywords("upgrade", verify_key="signing_key")
 def upgrade(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], **load_kwargs: Unpack[LoadKwargs]
 ) -> Manifest:
