@@ -375,6 +375,28 @@ def test_verify_wrong_digest_and_key_file(
         assert "no keras_safe manifest" in capsys.readouterr().out
 
 
+def test_verify_key_file_is_a_hidden_deprecated_alias(
+    files: Files, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"secret\n")
+    with keras_safe.registry.scope():
+        importlib.import_module("cli_layers")
+        assert cli.main(["verify", str(files.model), "--verify-key-file", str(key)]) == 1
+    err = capsys.readouterr().err
+    assert "--verify-key-file is deprecated; use --signing-key-file (same meaning)" in err
+    assert "is not signed" in err  # and it did what --signing-key-file does
+    both = ["--signing-key-file", str(key), "--verify-key-file", str(key)]
+    assert cli.main(["verify", str(files.model), *both]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "both --signing-key-file and --verify-key-file" in err
+    assert "verify-key" not in cli.build_parser().format_help()
+    with pytest.raises(SystemExit):
+        cli.main(["verify", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--signing-key-file" in help_text and "--verify-key-file" not in help_text
+
+
 def test_signing_key_file_must_exist(files: Files, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["verify", str(files.model), "--signing-key-file", str(files.root / "no-key")]
     assert cli.main(argv) == cli.EXIT_USAGE
