@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import collections
 import enum
 import functools
 import io
+import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +16,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT
 
 import keras_safe
 from keras_safe import errors
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 PACKAGE = "test_errors"
 
@@ -317,3 +326,129 @@ def test_valid_arguments_construct(Holder: type) -> None:
     layer = Holder((1, 2), 3, extra_note="fine", name="ok")
     assert layer.value == (1, 2) and layer.extra == {"extra_note": "fine"}
     assert Holder.initialised == 1
+
+
+# -- links to the documentation ------------------------------------------------------
+
+SRC = ROOT / "src" / "keras_safe"
+ERRORS_PAGE = ROOT / "docs" / "errors.md"
+LINK = re.compile(r"https://\S+?/errors/#[A-Za-z0-9_-]+")
+
+
+def _slug(heading: str) -> str:
+    """The id mkdocs' toc extension gives a heading without an explicit one."""
+    text = re.sub(r"[`*_]", "", heading).strip().lower()
+    text = re.sub(r"[^\w\s-]", "", text)
+    return re.sub(r"[-\s]+", "-", text).strip("-")
+
+
+def _page_anchors(markdown: str) -> set[str]:
+    """Every anchor of a page: explicit ``{ #id }`` attributes, else the heading's slug."""
+    anchors = set()
+    in_code = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        if in_code or not line.startswith("#"):
+            continue
+        heading = line.lstrip("#").strip()
+        explicit = re.search(r"\{\s*#([\w-]+)\s*\}\s*$", heading)
+        anchors.add(explicit.group(1) if explicit else _slug(heading))
+    return anchors
+
+
+def _site_url() -> str:
+    match = re.search(r"^site_url:\s*(\S+)\s*$", (ROOT / "mkdocs.yml").read_text(), re.M)
+    assert match, "mkdocs.yml has no site_url"
+    return match.group(1)
+
+
+def test_docs_url_is_the_published_documentation() -> None:
+    with open(ROOT / "pyproject.toml", "rb") as handle:
+        urls = tomllib.load(handle)["project"]["urls"]
+    assert errors._DOCS_URL == urls["Documentation"] == _site_url()
+    assert errors._DOCS_URL.endswith("/")
+    assert errors._see_docs("IntegrityError") == (f"See {errors._DOCS_URL}errors/#IntegrityError")
+
+
+def test_page_anchors_follow_mkdocs() -> None:
+    anchors = _page_anchors(ERRORS_PAGE.read_text())
+    assert {"KerasSafeError", "IntegrityError", "other-errors", "when-saving"} <= anchors
+    assert _slug("`save(verify=True)` and more") == "saveverifytrue-and-more"
+
+
+def test_every_link_a_message_can_hold_points_at_an_anchor() -> None:
+    anchors = _page_anchors(ERRORS_PAGE.read_text())
+    # The helper takes only these (mypy checks every call), each a section of the page.
+    offered = set(typing.get_args(errors._Anchor))
+    assert offered <= anchors, offered - anchors
+    # Every call in the package names one, as a literal ...
+    called = set()
+    for path in SRC.rglob("*.py"):
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_see_docs":
+                (argument,) = node.args
+                assert isinstance(argument, ast.Constant), f"{path}:{node.lineno}"
+                called.add(argument.value)
+        # ... and no message writes a link to the docs by hand.
+        if path.name != "errors.py":
+            assert "/errors/#" not in source and errors._DOCS_URL not in source, path
+    assert called <= offered and called, called
+    # The classes documented at length link to their section.
+    for name in ("SerializationError", "VerificationError", "IntegrityError"):
+        assert name in called
+    assert {"UnsafeModelError", "MissingObjectsError", "CompatibilityError"} <= called
+
+
+def _links(message: str) -> list[str]:
+    found = LINK.findall(message)
+    for url in found:
+        base, _, anchor = url.partition("errors/#")
+        assert base == errors._DOCS_URL and anchor in _page_anchors(ERRORS_PAGE.read_text())
+    return found
+
+
+def test_messages_end_with_their_link(Holder: type, tmp_path: Path) -> None:
+    docs = errors._DOCS_URL
+    with pytest.raises(keras_safe.SerializationError) as info:
+        Holder(value=lambda x: x)
+    assert _links(str(info.value)) == [f"{docs}errors/#SerializationError"]
+    assert str(info.value).splitlines()[-1] == f"See {docs}errors/#SerializationError"
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    path = tmp_path / "m.keras"
+    keras_safe.save(model, path)
+    with pytest.raises(keras_safe.IntegrityError) as info:
+        keras_safe.load(path, expected_digest="0" * 64)
+    assert _links(str(info.value)) == [f"{docs}errors/#IntegrityError"]
+    with pytest.raises(keras_safe.IntegrityError) as info:
+        keras_safe.load(path, signing_key=b"key")
+    assert str(info.value).endswith(f"\nSee {docs}errors/#IntegrityError")
+
+    lambdas = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    lambdas.save(tmp_path / "lambda.keras")
+    with pytest.raises(keras_safe.UnsafeModelError) as info:
+        keras_safe.load(tmp_path / "lambda.keras")
+    assert _links(str(info.value)) == [f"{docs}errors/#UnsafeModelError"]
+
+    with keras_safe.registry.scope():
+
+        @keras_safe.register(package="gone")
+        class Gone(keras_safe.SerializableLayer):
+            def call(self, x: Any) -> Any:
+                return x
+
+        keras_safe.save(keras.Model(inputs, Gone()(inputs)), tmp_path / "gone.keras")
+    with pytest.raises(keras_safe.MissingObjectsError) as info:
+        keras_safe.load(tmp_path / "gone.keras")
+    assert _links(str(info.value)) == [f"{docs}errors/#MissingObjectsError"]
+
+    with pytest.raises(keras_safe.RegistrationError) as info:
+
+        @keras_safe.register(package=PACKAGE, name="Holder")
+        class Other(keras_safe.SerializableLayer):
+            pass
+
+    assert _links(str(info.value)) == [f"{docs}errors/#RegistrationError"]

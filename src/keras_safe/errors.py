@@ -7,10 +7,14 @@ the same situation (``TypeError`` or ``ValueError``), so code written against
 Keras' own errors keeps working.
 
 Every message says what was found, where (class, argument, archive member or
-path inside the model), and what to do about it.
+path inside the model), and what to do about it; those explained at length
+in the documentation's "Errors and troubleshooting" page end with a link to
+the explanation (``See https://.../errors/#IntegrityError``).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 __all__ = [
     "CompatibilityError",
@@ -94,3 +98,27 @@ class _FileExistsError(KerasSafeError, FileExistsError):
 
 class _WriteError(KerasSafeError, OSError):
     """Writing the file failed (disk full, permissions); the old file is unchanged."""
+
+
+# -- links to the documentation ------------------------------------------------------
+
+_DOCS_URL = "https://keras-safe.github.io/keras-safe/"
+"""Where the documentation is published (pyproject's Documentation URL, mkdocs' ``site_url``)."""
+
+_Anchor = Literal[
+    "SerializationError",
+    "RegistrationError",
+    "VerificationError",
+    "IntegrityError",
+    "UnsafeModelError",
+    "MissingObjectsError",
+    "CompatibilityError",
+    "CompatibilityWarning",
+    "TrainingStateWarning",
+]
+"""The sections of docs/errors.md (``{ #Name }``) a message may link to."""
+
+
+def _see_docs(anchor: _Anchor) -> str:
+    """``See <docs>/errors/#<anchor>``: the last line of a message explained in the docs."""
+    return f"See {_DOCS_URL}errors/#{anchor}"

@@ -15,7 +15,7 @@ import keras
 
 from keras_safe import _keras
 from keras_safe._config.registry import registry
-from keras_safe.errors import CompatibilityError, SerializationError, UnsafeModelError
+from keras_safe.errors import CompatibilityError, SerializationError, UnsafeModelError, _see_docs
 
 JSON: TypeAlias = Any
 PathT: TypeAlias = tuple[str | int, ...]
@@ -50,7 +50,8 @@ def fail(codec: Codec, path: PathT, value: Any, problem: str, fix: str) -> NoRet
         else (f"`{format_path(path)}`")
     )
     raise SerializationError(
-        f"{where} is {problem} (type {type_name(value)}), which cannot be saved.\nFix: {fix}"
+        f"{where} is {problem} (type {type_name(value)}), which cannot be saved.\nFix: {fix}\n"
+        + _see_docs("SerializationError")
     )
 
 

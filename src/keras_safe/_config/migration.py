@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from keras_safe import _keras
 from keras_safe._config.describe import distribution_of
 from keras_safe._config.registry import registry
-from keras_safe.errors import CompatibilityError, SerializationError
+from keras_safe.errors import CompatibilityError, SerializationError, _see_docs
 
 if TYPE_CHECKING:
     from keras_safe._config.codec_core import Codec
@@ -210,6 +210,7 @@ def mismatch_message(
             f"registered as {key!r} (the old class was renamed and its key reused): register "
             f"the old class with aliases=({key!r},) and give {owner} a key of its own."
         )
+    lines.append(_see_docs("CompatibilityError"))
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ import keras
 
 from keras_safe import _keras
 from keras_safe._config.describe import definition_of, distribution_of, kind_of
-from keras_safe.errors import RegistrationError
+from keras_safe.errors import RegistrationError, _see_docs
 
 __all__ = ["Registry", "RegistryEntry", "register", "registry"]
 
@@ -190,7 +190,8 @@ class Registry:
                 f"Cannot register {record.module}.{record.qualname} as {key!r}: that key "
                 f"already names {taken.module}.{taken.qualname}. A key must mean one "
                 "definition, or files saved with one would load the other. Give one of "
-                "them another name: @keras_safe.register(package=..., name=...)"
+                "them another name: @keras_safe.register(package=..., name=...)\n"
+                + _see_docs("RegistrationError")
             )
         if taken is None:
             existing = keras.saving.get_custom_objects().get(key)

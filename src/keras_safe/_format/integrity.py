@@ -24,7 +24,7 @@ from keras_safe._format.limits import ArchiveLimits
 from keras_safe._format.manifest import Manifest, content_digest
 from keras_safe._format.reader import METADATA, ArchiveReader
 from keras_safe._guard.json_bounds import parse_json_object
-from keras_safe.errors import IntegrityError, _UsageError
+from keras_safe.errors import IntegrityError, _see_docs, _UsageError
 
 if TYPE_CHECKING:
     from keras_safe._ops.options import LoadOptions
@@ -84,13 +84,14 @@ def check_pins(manifest: Manifest | None, options: LoadOptions, path: Path) -> N
         if manifest.digest != options.expected_digest:
             raise IntegrityError(
                 f"{path} has content digest {manifest.digest}, not the expected "
-                f"{options.expected_digest}: it is a different file. Refusing to load it."
+                f"{options.expected_digest}: it is a different file. Refusing to load it.\n"
+                + _see_docs("IntegrityError")
             )
     if options.signing_key is not None:
         if manifest is None or manifest.signature is None:
             raise IntegrityError(
                 f"{path} is not signed, and signing_key requires a signature. Save it with "
-                "keras_safe.save(..., signing_key=key)."
+                f"keras_safe.save(..., signing_key=key).\n{_see_docs('IntegrityError')}"
             )
         try:
             matches = manifest.signature_matches(options.signing_key)
@@ -99,7 +100,8 @@ def check_pins(manifest: Manifest | None, options: LoadOptions, path: Path) -> N
         if not matches:
             raise IntegrityError(
                 f"The signature of {path} does not match signing_key: the file was changed "
-                "after signing, or signed with another key. Refusing to load it."
+                "after signing, or signed with another key. Refusing to load it.\n"
+                + _see_docs("IntegrityError")
             )
 
 
@@ -130,7 +132,7 @@ def check_member_list(manifest: Manifest, reader: ArchiveReader) -> None:
     if content_digest(manifest.members) != manifest.digest:
         raise IntegrityError(
             f"The manifest of {reader.path} does not match its own member digests: it was "
-            "edited. Refusing to load the file."
+            f"edited. Refusing to load the file.\n{_see_docs('IntegrityError')}"
         )
 
 
@@ -140,7 +142,7 @@ def check_digest(reader: ArchiveReader, manifest: Manifest, name: str, actual: s
         raise IntegrityError(
             f"Member {name!r} of {reader.path} has SHA-256 {actual}, but the manifest "
             f"records {expected}: the file is corrupted or was tampered with. Re-download or "
-            "re-save it."
+            f"re-save it.\n{_see_docs('IntegrityError')}"
         )
 
 

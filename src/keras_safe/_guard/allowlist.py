@@ -30,7 +30,7 @@ from keras_safe._guard.screen import (
     builtin_config_problem,
     screen_references,
 )
-from keras_safe.errors import MissingObjectsError, UnsafeModelError
+from keras_safe.errors import MissingObjectsError, UnsafeModelError, _see_docs
 
 if TYPE_CHECKING:
     from keras_safe._format.manifest import Manifest
@@ -326,7 +326,10 @@ def resolve_all(
             resolved.append(found)
     if unsafe:
         lines = "\n".join(f"  - {line}" for line in dict.fromkeys(unsafe))
-        raise UnsafeModelError(f"{path} refers to things keras_safe does not load:\n{lines}")
+        raise UnsafeModelError(
+            f"{path} refers to things keras_safe does not load:\n{lines}\n"
+            + _see_docs("UnsafeModelError")
+        )
     missing: dict[str, Reference] = {}
     for ref in pending:
         found = resolver.resolve(ref)
@@ -475,7 +478,13 @@ def _missing_message(
         )
     return (
         f"{path} needs {len(missing)} custom object(s) that are not available in this "
-        "process:\n" + "\n".join(lines) + "\nFix: " + "\n     ".join(fixes) + note
+        "process:\n"
+        + "\n".join(lines)
+        + "\nFix: "
+        + "\n     ".join(fixes)
+        + note
+        + "\n"
+        + _see_docs("MissingObjectsError")
     )
 
 

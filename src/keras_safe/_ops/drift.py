@@ -16,7 +16,7 @@ from typing import Any
 from keras_safe._config.describe import distribution_of, kind_of
 from keras_safe._config.registry import registry
 from keras_safe._format.manifest import ENVIRONMENT_LABELS, Manifest, describe_object
-from keras_safe.errors import CompatibilityError, CompatibilityWarning
+from keras_safe.errors import CompatibilityError, CompatibilityWarning, _see_docs
 
 __all__ = ["find_drift", "report_drift"]
 
@@ -93,5 +93,7 @@ def report_drift(lines: list[str], on_mismatch: str, path: object) -> None:
         "refuse them."
     )
     if on_mismatch == "error":
-        raise CompatibilityError(message)
-    warnings.warn(message, CompatibilityWarning, stacklevel=3)
+        raise CompatibilityError(f"{message}\n{_see_docs('CompatibilityError')}")
+    warnings.warn(
+        f"{message}\n{_see_docs('CompatibilityWarning')}", CompatibilityWarning, stacklevel=3
+    )

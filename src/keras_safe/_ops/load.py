@@ -66,6 +66,7 @@ from keras_safe.errors import (
     KerasSafeError,
     TrainingStateWarning,
     UnsafeModelError,
+    _see_docs,
     _UsageError,
 )
 
@@ -377,7 +378,7 @@ def build_model(
             f"Keras could not rebuild the model in {path} from its config: "
             f"{type(exc).__name__}: {containment.first_lines(exc)}\nFix: the code of a custom "
             "class probably changed since saving; add a migration (config_version / "
-            "upgrade_config) or restore the old signature."
+            f"upgrade_config) or restore the old signature.\n{_see_docs('CompatibilityError')}"
         ) from exc
     if exceeded:
         raise containment.too_large(path, exceeded)
@@ -457,7 +458,7 @@ def load_weights(
             f"is not returned. {len(problems)} problem(s):\n{lines}\nFix: a layer's build() "
             "must create all its weights (including those of its sublayers); a class renamed "
             "since saving needs register(aliases=('old_package>OldName',)) so its weights "
-            "are found."
+            f"are found.\n{_see_docs('CompatibilityError')}"
         )
 
 
@@ -522,7 +523,7 @@ def _optimizer_to_skip(
         f"{what[0].upper()}{what[1:]}.\nFix: to load the model without that state (a "
         "warning names what is dropped): keras_safe.load(path, on_optimizer_mismatch='warn'), "
         "or keras_safe.load(path, compile=False); then re-save it with keras_safe.save, which "
-        "records in the file what it holds."
+        f"records in the file what it holds.\n{_see_docs('CompatibilityError')}"
     )
 
 

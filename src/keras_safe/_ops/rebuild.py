@@ -26,7 +26,7 @@ from keras_safe._format.reader import ArchiveReader
 from keras_safe._ops import load as loading
 from keras_safe._ops.compare import config_differences, output_differences, weight_differences
 from keras_safe._ops.options import LoadOptions
-from keras_safe.errors import KerasSafeError, VerificationError
+from keras_safe.errors import KerasSafeError, VerificationError, _see_docs
 
 __all__ = ["verify_written"]
 
@@ -67,7 +67,7 @@ def verify_written(
         raise VerificationError(
             f"The model rebuilt from the bytes written for {shown} differs from the one being "
             f"saved, so {shown} was not written (a file already there is unchanged). "
-            f"{summarize(problems)}\n{_fix(model)}"
+            f"{summarize(problems)}\n{_fix(model)}\n{_see_docs('VerificationError')}"
         )
 
 
@@ -114,7 +114,7 @@ def _rebuild(path: Path, shown: Path | None = None) -> Any:
             raise VerificationError(
                 f"The file written for {shown} does not load back the way keras_safe.load would "
                 f"load it in a new process, so {shown} was not written (a file already there is "
-                f"unchanged):\n{text}"
+                f"unchanged):\n{text}\n{_see_docs('VerificationError')}"
             ) from exc
 
 

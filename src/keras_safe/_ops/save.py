@@ -46,6 +46,7 @@ from keras_safe.errors import (
     TrainingStateWarning,
     UnsafeModelError,
     _FileExistsError,
+    _see_docs,
     _UsageError,
     _WriteError,
 )
@@ -238,7 +239,7 @@ def _problem_list(model: Any, problems: list[str]) -> str:
     lines = "\n".join(f"  - {p}" for p in dict.fromkeys(problems))
     return (
         f"The model{name} cannot be saved so that it loads back; nothing was written. "
-        f"{len(problems)} problem(s):\n{lines}"
+        f"{len(problems)} problem(s):\n{lines}\n{_see_docs('SerializationError')}"
     )
 
 
@@ -414,7 +415,8 @@ def _training_state(model: Any, include_optimizer: bool | None) -> _TrainingStat
     note = f"optimizer state not saved ({what}): {reason}."
     if steps > 0:
         warnings.warn(
-            f"keras_safe.save: {note} Pass include_optimizer=False to say so explicitly.",
+            f"keras_safe.save: {note} Pass include_optimizer=False to say so explicitly.\n"
+            + _see_docs("TrainingStateWarning"),
             TrainingStateWarning,
             stacklevel=3,
         )
