@@ -12,8 +12,10 @@ import hashlib
 import hmac
 import inspect
 import json
+import os
 import platform
 import re
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -337,11 +339,6 @@ def describe_object(
         signature: str | None = _ADDRESS.sub("", str(inspect.signature(target)))
     except (TypeError, ValueError):
         signature = None
-    try:
-        source = inspect.getsource(obj)
-        source_sha: str | None = hashlib.sha256(source.encode()).hexdigest()
-    except (OSError, TypeError):
-        source_sha = None
     return ObjectRecord(
         key=key,
         kind=kind,
@@ -350,6 +347,42 @@ def describe_object(
         distribution=distribution[0],
         version=distribution[1],
         signature=signature,
-        source_sha256=source_sha,
+        source_sha256=source_sha256(obj),
         config_version=int(getattr(obj, "config_version", 1)) if inspect.isclass(obj) else 1,
     )
+
+
+# obj -> ((source file, mtime, size), digest): finding a class's source parses
+# its whole module (milliseconds per class, on every save and verify).
+_SOURCE_DIGESTS: weakref.WeakKeyDictionary[Any, tuple[tuple[str, int, int], str | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def source_sha256(obj: Any) -> str | None:
+    """SHA-256 of ``inspect.getsource(obj)``, or None where there is no source.
+
+    Remembered per object while its source file keeps its modification time
+    and size, so the digest still follows edits of the file, as
+    ``inspect.getsource`` does.
+    """
+    try:
+        filename = inspect.getsourcefile(obj)
+        info = os.stat(filename) if filename else None
+    except (OSError, TypeError):
+        info = None
+    stamp = (filename, info.st_mtime_ns, info.st_size) if info is not None and filename else None
+    if stamp is not None:
+        try:
+            cached = _SOURCE_DIGESTS.get(obj)
+        except TypeError:  # not weakly referenceable
+            cached, stamp = None, None
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+    try:
+        digest: str | None = hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()
+    except (OSError, TypeError):
+        digest = None
+    if stamp is not None:
+        _SOURCE_DIGESTS[obj] = (stamp, digest)
+    return digest

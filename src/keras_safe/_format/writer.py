@@ -57,6 +57,9 @@ class _DigestingZipFile(zipfile.ZipFile):
     def __init__(self, file: IO[bytes]) -> None:
         super().__init__(file, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
         self.digests: dict[str, tuple[str, int]] = {}
+        # Members whose digest was computed by reading them back from the file
+        # (written in place): their recorded digest is that of the bytes written.
+        self.read_back: set[str] = set()
 
     def _claim(self, name: str) -> None:
         if name in self.digests:
@@ -65,6 +68,7 @@ class _DigestingZipFile(zipfile.ZipFile):
     def open_in_place(self, name: str) -> InPlaceMember:
         """Start member ``name`` as a seekable file; call its ``finish()`` when done."""
         self._claim(name)
+        self.read_back.add(name)
         return InPlaceMember(self, name, self.digests)
 
     def writestr(  # type: ignore[override]
@@ -178,6 +182,11 @@ class AtomicArchiveWriter:
     def digests(self) -> dict[str, tuple[str, int]]:
         """``{member: (sha256, size)}`` of everything written so far."""
         return self.zipfile.digests
+
+    @property
+    def read_back(self) -> frozenset[str]:
+        """The members whose digest was computed from the bytes in the file (written in place)."""
+        return frozenset(self.zipfile.read_back)
 
     def finish(self) -> None:
         """Close the zip and start flushing it to stable storage.

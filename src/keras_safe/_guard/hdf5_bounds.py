@@ -58,7 +58,13 @@ def open_weights(source: Any, where: str, limits: ArchiveLimits, file_size: int)
     return handle
 
 
-def scan_weights(handle: Any, where: str, limits: ArchiveLimits, file_size: int) -> int:
+def scan_weights(
+    handle: Any,
+    where: str,
+    limits: ArchiveLimits,
+    file_size: int,
+    shapes: dict[str, tuple[tuple[int, ...], str]] | None = None,
+) -> int:
     """Check every object reachable from ``handle``; return the bytes its datasets declare.
 
     Args:
@@ -66,6 +72,10 @@ def scan_weights(handle: Any, where: str, limits: ArchiveLimits, file_size: int)
         where: Names the file or member in messages.
         limits: ``max_h5_objects`` and ``max_h5_attribute_bytes`` apply.
         file_size: Bytes the weights occupy; datasets may not declare more.
+        shapes: If given, filled with what :func:`dataset_shapes` returns
+            (the walk has read every dataset's shape and dtype already), or
+            left empty where an object is reached by two paths (then call
+            :func:`dataset_shapes`, which names each object once).
 
     Raises:
         UnsafeModelError: naming the first offending object.
@@ -73,6 +83,8 @@ def scan_weights(handle: Any, where: str, limits: ArchiveLimits, file_size: int)
     seen: set[Any] = set()
     stack: list[tuple[str, Any]] = [("", handle)]
     count, declared = 0, 0
+    found: dict[str, tuple[tuple[int, ...], str]] = {}
+    shared = False
     while stack:
         prefix, group = stack.pop()
         _check_attributes(group, prefix or "/", where, limits)
@@ -93,12 +105,15 @@ def scan_weights(handle: Any, where: str, limits: ArchiveLimits, file_size: int)
                 )
             obj = group[name]
             if obj.id in seen:
+                shared = True
                 continue
             seen.add(obj.id)
             if isinstance(obj, h5py.Group):
                 stack.append((path, obj))
             elif isinstance(obj, h5py.Dataset):
-                declared += _check_dataset(obj, path, where, limits)
+                size, shape, dtype = _check_dataset(obj, path, where, limits)
+                declared += size
+                found[path] = (shape, str(dtype))
             else:
                 raise UnsafeModelError(f"{where}: {path!r} is an HDF5 {type(obj).__name__}.")
     if declared > file_size:
@@ -107,6 +122,8 @@ def scan_weights(handle: Any, where: str, limits: ArchiveLimits, file_size: int)
             "a dataset whose data is not in the file would be made up when read (an HDF5 "
             "shape bomb). Refusing it."
         )
+    if shapes is not None and not shared:
+        shapes.update(found)
     return declared
 
 
@@ -127,7 +144,10 @@ def _check_name_lists(group: Any, path: str, where: str) -> None:
             )
 
 
-def _check_dataset(ds: Any, path: str, where: str, limits: ArchiveLimits) -> int:
+def _check_dataset(
+    ds: Any, path: str, where: str, limits: ArchiveLimits
+) -> tuple[int, tuple[int, ...], Any]:
+    """Refuse what a weights dataset may not be; return (declared bytes, shape, dtype)."""
     if ds.is_virtual or ds.external:
         raise UnsafeModelError(
             f"{where}: dataset {path!r} keeps its data in another file "
@@ -141,11 +161,12 @@ def _check_dataset(ds: Any, path: str, where: str, limits: ArchiveLimits) -> int
                 f"{where}: dataset {path!r} uses HDF5 filter {filter_id}, which HDF5 would "
                 "load as a plugin library; refusing it."
             )
-    _check_type(ds.dtype, f"dataset {path!r}", where)
+    dtype, shape = ds.dtype, ds.shape
+    _check_type(dtype, f"dataset {path!r}", where)
     _check_attributes(ds, path, where, limits)
-    if ds.shape is None:
+    if shape is None:
         raise UnsafeModelError(f"{where}: dataset {path!r} has no shape (a null dataspace).")
-    return int(math.prod(ds.shape)) * int(ds.dtype.itemsize)
+    return int(math.prod(shape)) * int(dtype.itemsize), tuple(shape), dtype
 
 
 def _check_type(dtype: Any, what: str, where: str) -> None:

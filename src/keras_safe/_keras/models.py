@@ -50,6 +50,29 @@ def build_by_running(layer: Any, build_config: dict[str, Any]) -> bool:
     return False
 
 
+def array_view(value: Any) -> np.ndarray[Any, Any]:
+    """The values of a variable or tensor as numpy, sharing its memory where possible.
+
+    ``np.asarray(variable)`` copies: a Keras variable's ``__array__`` goes
+    through TensorFlow's ``ResourceVariable.numpy()``, which copies the
+    tensor it reads (5 ms for 16 MB, against 60 us for a view). A tensor read
+    from the variable shares the variable's buffer (TensorFlow reads are
+    copy-on-write), and numpy views a CPU tensor of TensorFlow or JAX
+    without copying. Torch tensors that require grad are converted by Keras.
+    """
+    if isinstance(value, keras.Variable):
+        value = value.value  # in a stateless scope: the scope's value, as Keras reads it
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(value, tf.Variable):
+            value = tf.convert_to_tensor(value)
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, RuntimeError):  # e.g. torch tensors that need grad
+        return np.asarray(keras.ops.convert_to_numpy(value))
+
+
 # -- the archive's model parts ---------------------------------------------------
 #
 # keras.saving.save_model/load_model do not let a caller see the config they

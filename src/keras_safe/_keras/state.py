@@ -9,6 +9,7 @@ reads it.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -129,16 +130,33 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
 
     def __getitem__(self, key: str) -> Any:
         group = self._h5_entry_group
+        if deferred_scope() is not None and isinstance(group, h5py.Group):
+            return self._get_deferred(group, key)
         path = f"{group.name.lstrip('/')}/{key}" if hasattr(group, "name") else key
         if self.check is not None and hasattr(group, "name") and key in group:
             self.check(path, group.get(key))
-        value = self._read_as_tensor(key) if deferred_scope() is not None else None
+        value = super().__getitem__(key)
+        self.consumed.add(path)
+        return value
+
+    def _get_deferred(self, group: Any, key: str) -> Any:
+        """``__getitem__`` in a deferred rebuild: the same checks, each h5py lookup made once.
+
+        h5py's lookups cost tens of microseconds each (a model has a few
+        hundred datasets, each read once per save): the dataset is found
+        once, through Keras' guards, and its shape and dtype read once.
+        """
+        path = f"{group.name.lstrip('/')}/{key}"
+        dataset = compat.safe_get_h5_dataset(group, key)  # Keras' guards; KeyError if missing
+        if self.check is not None:
+            self.check(path, dataset)
+        value = self._read_as_tensor(dataset)
         if value is None:
             value = super().__getitem__(key)
         self.consumed.add(path)
         return value
 
-    def _read_as_tensor(self, key: str) -> Any:
+    def _read_as_tensor(self, dataset: Any) -> Any:
         """A dataset as a tensor over the bytes read, or None where that does not apply.
 
         Keras' store returns a new numpy array per dataset, which TensorFlow
@@ -151,18 +169,19 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         A layer whose ``load_own_variables`` needs numpy arrays fails here,
         and the ordinary rebuild takes over.
         """
-        dataset = compat.safe_get_h5_dataset(self._h5_entry_group, key)  # Keras' guards
-        if "dtype" in dataset.attrs or dataset.dtype.kind not in "biuf" or dataset.size == 0:
-            return None  # bfloat16 marker, strings, empty: Keras' own path
+        dtype, shape = dataset.dtype, dataset.shape
+        nbytes = math.prod(shape) * dtype.itemsize
+        if dtype.kind not in "biuf" or nbytes == 0 or "dtype" in dataset.attrs:
+            return None  # strings, empty, bfloat16 marker: Keras' own path
         import tensorflow as tf
 
-        needed = dataset.nbytes + _TF_ALIGNMENT
+        needed = nbytes + _TF_ALIGNMENT
         in_use = self._lent is not None and self._lent() is not None  # a tensor still holds it
         if self._scratch is None or self._scratch.nbytes < needed or in_use:
             self._scratch = np.empty(needed, dtype=np.uint8)
         offset = -self._scratch.ctypes.data % _TF_ALIGNMENT
-        raw = self._scratch[offset : offset + dataset.nbytes]
-        array = raw.view(dataset.dtype).reshape(dataset.shape)
+        raw = self._scratch[offset : offset + nbytes]
+        array = raw.view(dtype).reshape(shape)
         dataset.read_direct(array)
         tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
         self._lent = weakref.ref(array)  # dies when TensorFlow releases the tensor

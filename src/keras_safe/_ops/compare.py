@@ -14,6 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_safe import _keras
 from keras_safe._config.describe import defined_in_keras
 
 __all__ = [
@@ -172,15 +173,10 @@ def strictly_equal(a: Any, b: Any) -> bool:
 def _as_numpy(value: Any) -> np.ndarray[Any, Any]:
     """A variable's (or tensor's) values as numpy, without copying where possible.
 
-    ``keras.ops.convert_to_numpy`` copies; a TensorFlow (or JAX) tensor on
-    the CPU exposes its buffer to ``np.asarray`` instead, and a variable's
-    read aliases the variable's memory, so comparing two 100M-parameter
-    models reads their weights rather than duplicating them.
+    So comparing two 100M-parameter models reads their weights rather than
+    duplicating them (see ``_keras.array_view``).
     """
-    try:
-        return np.asarray(keras.ops.convert_to_tensor(value))
-    except (TypeError, ValueError, RuntimeError):  # e.g. torch tensors that need grad
-        return np.asarray(keras.ops.convert_to_numpy(value))
+    return _keras.array_view(value)
 
 
 def bits_differ(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

@@ -18,6 +18,7 @@ process would meet it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,14 @@ def verify_written(
     target: Path | None = None,
     compare_optimizer: bool = True,
     compare_compile: bool = True,
+    read_back: Collection[str] = (),
 ) -> None:
     """Raise :class:`~keras_safe.VerificationError` unless ``path`` rebuilds ``model``.
 
     ``target`` is the path the file is being saved to: messages name it,
-    never the temporary file. ``compare_optimizer=False``: the file holds
+    never the temporary file. ``read_back``: the members whose recorded
+    digest the writer computed from the written file itself (not hashed
+    again). ``compare_optimizer=False``: the file holds
     no optimizer state (see ``save``'s ``include_optimizer``);
     ``compare_compile=False``: loading does not apply the compile config
     (the class overrides ``compile()``), so the rebuilt one is not compared.
@@ -56,12 +60,12 @@ def verify_written(
     try:
         scope = _ComparingScope(model if sample_input is None else None, compare_optimizer)
         with _keras.deferred_variables(scope):
-            rebuilt = _rebuild(path, shown)
+            rebuilt = _rebuild(path, shown, read_back)
             problems = _differences(model, config, rebuilt, sample_input, scope, compare_optimizer)
     except Exception:  # the ordinary rebuild below reports what is wrong
         problems = None
     if problems != []:
-        rebuilt = _rebuild(path, shown)
+        rebuilt = _rebuild(path, shown, read_back)
         problems = _differences(model, config, rebuilt, sample_input, None, compare_optimizer)
     if problems:
         raise VerificationError(
@@ -98,7 +102,7 @@ def summarize(problems: list[str], first: int = 5) -> str:
     return f"{len(problems)} difference(s):\n{lines}{more}"
 
 
-def _rebuild(path: Path, shown: Path | None = None) -> Any:
+def _rebuild(path: Path, shown: Path | None = None, read_back: Collection[str] = ()) -> Any:
     """The model as a fresh process would load it: registry only, every check on.
 
     It is rebuilt in this process, from the bytes written, with nothing
@@ -107,7 +111,7 @@ def _rebuild(path: Path, shown: Path | None = None) -> Any:
     options = LoadOptions.make(None, True, (), "ignore", None, None)
     with ArchiveReader(path) as reader:
         try:
-            return loading.load_archive(reader, options, own_file=True)
+            return loading.load_archive(reader, options, own_file=True, read_back=read_back)
         except KerasSafeError as exc:
             shown = shown or path
             text = str(exc).replace(str(path), str(shown)).replace(path.name, shown.name)

@@ -161,6 +161,7 @@ def save(
                 target=target,
                 compare_optimizer=training.state == "included",
                 compare_compile=training.compile_restored,
+                read_back=writer.read_back,
             )
         writer.commit()
     except KerasSafeError:
