@@ -197,3 +197,94 @@ def test_compared_weights_are_read_into_one_reused_buffer(
     assert problems == []
     assert len(buffers) == len(model.weights) + len(model.optimizer.variables)
     assert len(set(buffers)) <= 2  # the largest dataset may need a bigger one
+
+
+# -- output specs borrowed from the live model ------------------------------------------
+
+
+def _lent_count(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from keras_safe._keras import deferred
+
+    counts: list[int] = []
+    lend = deferred._SpecLender.lend
+
+    def counting(lender: Any, layer: Any, args: Any, kwargs: Any) -> Any:
+        spec = lend(lender, layer, args, kwargs)
+        counts.append(spec is not deferred._MISSING)
+        return spec
+
+    monkeypatch.setattr(deferred._SpecLender, "lend", counting)
+    return counts
+
+
+def test_the_rebuild_borrows_output_specs_of_matching_live_layers(
+    tmp_path: Path, scope: keras_safe.Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keras.src.layers.layer import Layer
+
+    @keras_safe.register(package="verify_tests")
+    class Block(keras_safe.SerializableLayer):
+        def __init__(self, units: int = 8, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.units = units
+
+        def build(self, shape: Any) -> None:
+            self.w = self.add_weight(shape=(shape[-1], self.units), name="w")
+
+        def call(self, x: Any) -> Any:
+            return keras.ops.tanh(x @ self.w)
+
+    inputs = keras.Input((8,))
+    x = inputs
+    for i in range(3):
+        x = Block(8, name=f"block_{i}")(x)
+    model = _trained(keras.Model(inputs, keras.layers.Dense(2)(x)))
+    counts = _lent_count(monkeypatch)
+    traced = Layer.compute_output_spec
+    keras_safe.save(model, tmp_path / "m.keras")
+    assert sum(counts) == 3  # each custom block; Dense computes its shape without tracing
+    assert Layer.compute_output_spec is traced  # Keras' own again after the rebuild
+    restored = keras_safe.load(tmp_path / "m.keras")
+    np.testing.assert_array_equal(restored(np.ones((1, 8))), model(np.ones((1, 8))))
+
+
+def test_a_layer_with_state_set_after_construction_is_traced_and_refused(
+    tmp_path: Path, scope: keras_safe.Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @keras_safe.register(package="verify_tests")
+    class Scaled(keras_safe.SerializableLayer):
+        def call(self, x: Any) -> Any:
+            return x * self.factor  # set from outside: not in the config
+
+    layer = Scaled(name="scaled")
+    layer.factor = 2.0
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, layer(inputs))
+    counts = _lent_count(monkeypatch)
+    target = tmp_path / "m.keras"
+    with pytest.raises(keras_safe.VerificationError, match=r"(?s)does not load back.*factor"):
+        keras_safe.save(model, target)
+    assert counts and not any(counts)  # not borrowed: traced, and the trace fails
+    assert not target.exists()
+
+
+def test_a_layer_whose_state_differs_from_its_config_is_not_borrowed(
+    tmp_path: Path, scope: keras_safe.Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @keras_safe.register(package="verify_tests")
+    class Repeat(keras_safe.SerializableLayer):
+        def __init__(self, times: int = 1, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.times = times
+
+        def call(self, x: Any) -> Any:
+            return keras.ops.concatenate([x] * self.times, axis=-1)
+
+    layer = Repeat(1, name="repeat")
+    layer.times = 2  # the config still says 1 (a SerializableLayer records its arguments)
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(layer(inputs)))
+    counts = _lent_count(monkeypatch)
+    with pytest.raises(keras_safe.VerificationError):
+        keras_safe.save(model, tmp_path / "m.keras")
+    assert counts and not any(counts)

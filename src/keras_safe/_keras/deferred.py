@@ -15,7 +15,10 @@ from typing import Any
 
 import keras
 from keras.src.backend.common import global_state
+from keras.src.backend.common.keras_tensor import KerasTensor
+from keras.src.layers.layer import Layer
 from keras.src.saving import object_registration, saving_lib, serialization_lib
+from keras.src.utils.python_utils import is_default
 
 __all__ = [
     "ObservingScope",
@@ -37,6 +40,11 @@ class ObservingScope(keras.StatelessScope):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__(initialize_variables=False)
+
+    @property
+    def live_model(self) -> Any:
+        """The model being rebuilt, if the scope has it: its layers lend their output specs."""
+        return None
 
     def value_read(self, variable: Any, value: Any) -> None:
         """Called on every read of ``variable``; ``value`` is None if the scope holds none."""
@@ -82,12 +90,16 @@ def deserialize_deferred(config: dict[str, Any], custom_objects: dict[str, Any])
       the scope (Keras refuses variables made from values, such as every
       optimizer's iteration count, inside one);
     - ``compile`` and ``optimizer.build`` (Adam's two slots per weight) run in
-      the scope again.
+      the scope again;
+    - given the live model (``scope.live_model``), a rebuilt layer whose call
+      matches a call of its live twin takes that call's output shapes
+      instead of tracing ``call()`` again (see ``_SpecLender``).
     """
     scope, pending = _DEFERRED.scope, _DEFERRED.pending
     compile_config = config.get("compile_config")
     created = len(pending)
-    with scope:
+    live = getattr(scope, "live_model", None)
+    with scope, _lending_specs(live):
         model = serialization_lib.deserialize_keras_object(
             {**config, "compile_config": None}, custom_objects=custom_objects, safe_mode=True
         )
@@ -99,6 +111,161 @@ def deserialize_deferred(config: dict[str, Any], custom_objects: dict[str, Any])
     if hasattr(scope, "model_built"):
         scope.model_built(model)
     return model
+
+
+# -- output specs lent by the live model -------------------------------------------
+
+
+_PLAIN = (type(None), bool, int, float, str)
+_NOT_STATE = frozenset({"_auto_config"})  # the live layer's recorded constructor call
+_MISSING = object()
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` if it is plain data (scalars, strings and containers of them), else _MISSING."""
+    if isinstance(value, _PLAIN):
+        return value
+    if depth < 4 and isinstance(value, (list, tuple)):
+        items = [_plain(v, depth + 1) for v in value]
+        # lists and tuples alike: shapes read from a config are lists
+        return _MISSING if any(i is _MISSING for i in items) else ("sequence", *items)
+    if depth < 4 and isinstance(value, dict):
+        pairs = {k: _plain(v, depth + 1) for k, v in value.items()}
+        return _MISSING if _MISSING in pairs.values() else pairs
+    return _MISSING
+
+
+def _same_state(live: Any, rebuilt: Any) -> bool:
+    """Whether every attribute of the live layer is in the rebuilt one, alike.
+
+    Plain data (numbers, strings, flags and containers of them) must be
+    equal, anything else of the same type. An attribute set on the live
+    layer after it was constructed (which the config does not carry) thus
+    stops the rebuilt layer from borrowing.
+    """
+    mine, theirs = vars(live), vars(rebuilt)
+    for key, value in mine.items():
+        if key in _NOT_STATE:
+            continue
+        other = theirs.get(key, _MISSING)
+        if other is _MISSING:
+            return False
+        a, b = _plain(value), _plain(other)
+        if a is _MISSING or b is _MISSING:
+            if type(value) is not type(other):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def _same_argument(a: Any, b: Any) -> bool:
+    """Whether two call arguments are alike: tensors by shape and dtype, other values equal."""
+    if isinstance(a, KerasTensor) or isinstance(b, KerasTensor):
+        return (
+            isinstance(a, KerasTensor)
+            and isinstance(b, KerasTensor)
+            and tuple(a.shape) == tuple(b.shape)
+            and a.dtype == b.dtype
+            and bool(getattr(a, "sparse", False)) == bool(getattr(b, "sparse", False))
+            and bool(getattr(a, "ragged", False)) == bool(getattr(b, "ragged", False))
+        )
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_argument(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_argument(a[k], b[k]) for k in a)
+    if isinstance(a, _PLAIN):
+        return bool(a == b)
+    return a is b
+
+
+class _SpecLender:
+    """The output specs of the live model's layer calls, for the rebuilt model's layers.
+
+    Rebuilding a functional model calls each layer on symbolic inputs, and
+    Keras traces ``call()`` to learn the output's shape and dtype (with the
+    TensorFlow backend, a graph per layer: most of the rebuild's time for a
+    model of small layers). The live model made the same calls when it was
+    built. A rebuilt layer borrows the output spec of a call of its live
+    twin (same name, same class, every attribute alike: ``_same_state``)
+    whose arguments have the same shapes, dtypes and values; it is built
+    from the rebuilt input shapes as usual (``build()`` runs), and its
+    config, weights and optimizer state are compared afterwards as ever. A
+    layer that does not match traces ``call()`` as Keras would.
+    """
+
+    def __init__(self, live: Any) -> None:
+        self._layers: dict[str, Any] = {}
+        repeated: set[str] = set()
+        for layer in [live, *live._flatten_layers(include_self=False, recursive=True)]:
+            if layer.name in self._layers:
+                repeated.add(layer.name)
+            self._layers[layer.name] = layer
+        for name in repeated:  # names that are not unique cannot be matched
+            del self._layers[name]
+        self.lent = 0
+
+    def lend(self, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The output spec for ``layer(*args, **kwargs)``, or _MISSING."""
+        live = self._layers.get(layer.name)
+        if live is None or type(live) is not type(layer) or not _same_state(live, layer):
+            return _MISSING
+        for node in live._inbound_nodes:
+            arguments = node.arguments
+            if len(node.outputs) == 1 and _same_argument(
+                (tuple(arguments.args), dict(arguments.kwargs)), (tuple(args), dict(kwargs))
+            ):
+                out = node.outputs[0]
+                self.lent += 1
+                return KerasTensor(
+                    tuple(out.shape),
+                    dtype=out.dtype,
+                    sparse=bool(getattr(out, "sparse", False)),
+                    **({"ragged": True} if getattr(out, "ragged", False) else {}),
+                )
+        return _MISSING
+
+
+_LENDING_LOCK = threading.Lock()
+_LENDING_USERS = 0
+_TRACED_SPEC = Layer.compute_output_spec
+
+
+def _lent_or_traced_spec(self: Any, *args: Any, **kwargs: Any) -> Any:
+    lender = getattr(_DEFERRED, "lender", None)
+    if lender is not None and is_default(self.compute_output_shape):
+        lent = lender.lend(self, args, kwargs)
+        if lent is not _MISSING:
+            return lent
+    return _TRACED_SPEC(self, *args, **kwargs)
+
+
+@contextmanager
+def _lending_specs(live: Any) -> Iterator[None]:
+    """Within this context (this thread only), rebuilt layers borrow the live model's specs.
+
+    ``Layer.compute_output_spec`` is replaced while any thread is in such a
+    context; elsewhere the replacement calls Keras' own.
+    """
+    global _LENDING_USERS
+    if live is None:
+        yield
+        return
+    _DEFERRED.lender = _SpecLender(live)
+    with _LENDING_LOCK:
+        if _LENDING_USERS == 0:
+            Layer.compute_output_spec = _lent_or_traced_spec
+        _LENDING_USERS += 1
+    try:
+        yield
+    finally:
+        _DEFERRED.lender = None
+        with _LENDING_LOCK:
+            _LENDING_USERS -= 1
+            if _LENDING_USERS == 0:
+                Layer.compute_output_spec = _TRACED_SPEC
 
 
 def _give_placeholder(variable: Any) -> None:

@@ -141,6 +141,11 @@ class _ComparingScope(_keras.ObservingScope):
         self.compared: dict[int, list[str]] = {}
         self.read_unloaded = False
 
+    @property
+    def live_model(self) -> Any:
+        """The live model (None when outputs are compared: then nothing is borrowed)."""
+        return self._live
+
     def model_built(self, rebuilt: Any) -> None:
         """Pair the rebuilt model's variables with the live ones (before loading)."""
         lists = _variable_lists(self._live or rebuilt, rebuilt, self._with_optimizer)
