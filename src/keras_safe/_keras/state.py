@@ -94,6 +94,9 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
 
         # Called as check(path, dataset) before Keras reads a dataset.
         self.check: Any = None
+        # Set once keras_safe's own HDF5 checks passed on the whole file
+        # (``_guard.hdf5_bounds.scan_weights``), which cover Keras' per-dataset ones.
+        self.scanned = False
         self._scratch: np.ndarray[Any, Any] | None = None
         self._lent: weakref.ref[np.ndarray[Any, Any]] | None = None
         super().__init__("model.weights.h5", mode="r")
@@ -147,7 +150,12 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         once, through Keras' guards, and its shape and dtype read once.
         """
         path = f"{group.name.lstrip('/')}/{key}"
-        dataset = compat.safe_get_h5_dataset(group, key)  # Keras' guards; KeyError if missing
+        if self.scanned:  # hard links, no external or virtual storage, no shape bombs
+            dataset = group[key]  # KeyError if missing, as from Keras' guard
+            if not isinstance(dataset, h5py.Dataset):
+                raise ValueError(f"Invalid H5 file, expected Dataset, received {type(dataset)}")
+        else:
+            dataset = compat.safe_get_h5_dataset(group, key)  # Keras' guards
         if self.check is not None:
             self.check(path, dataset)
         value = self._read_as_tensor(dataset)

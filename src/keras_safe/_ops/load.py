@@ -439,6 +439,7 @@ def load_weights(
             where = f"{WEIGHTS} in {reader.path}"
             datasets: dict[str, tuple[tuple[int, ...], str]] = {}
             scan_weights(store.h5_file, where, reader.limits, reader.size(WEIGHTS), datasets)
+            store.scanned = True
             datasets = datasets or dataset_shapes(store.h5_file)
             skip, mismatch = _optimizer_to_skip(
                 model, datasets, options, reader.path, saved_optimizer
