@@ -7,7 +7,8 @@
 #                           test suite there, from outside the checkout
 #   ./dev.sh test-keras     the same wheel against each older Keras release of the
 #                           supported range (.ci/keras-versions), on a subset of the suite
-#   ./dev.sh bench          run the save/load benchmark (extra arguments are passed on)
+#   ./dev.sh bench          run the save/load benchmark (extra arguments are passed on;
+#                           installs the bench extra, matplotlib, for its chart)
 #   ./dev.sh docs           build the documentation site into site/ with mkdocs build --strict
 #                           (extra arguments are passed on, e.g. --site-dir DIR)
 #   ./dev.sh shell          open a shell with the development virtualenv activated
@@ -138,6 +139,13 @@ case "$task" in
         ;;
     bench)
         setup
+        # The bench extra (matplotlib, for the chart) goes into the same virtualenv.
+        stamp="$VENV/.installed-bench"
+        want=$(cat "$VENV/.installed")
+        if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+            "${PIP[@]}" -e ".[bench]"
+            echo "$want" > "$stamp"
+        fi
         python benchmarks/bench_save_load.py "$@"
         ;;
     docs)
@@ -156,7 +164,7 @@ case "$task" in
         exec "${SHELL:-bash}"
         ;;
     *)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -1,30 +1,48 @@
-"""One measurement of ``bench_save_load.py``, run in a fresh Python process.
+"""Measurements of ``bench_save_load.py``, run in a fresh Python process.
 
 ``python _bench_worker.py '<json spec>'`` performs one job and prints one
-line ``BENCH-RESULT {json}``. Every timed save or load runs in its own
-process, so that neither the allocator's cached memory nor Keras' or
-TensorFlow's caches from one side can flatter the other.
+line ``BENCH-RESULT {json}``. The backend is the one ``KERAS_BACKEND`` names
+(the orchestrator sets it).
 
-Peak RSS of one operation: after the model is built and trained (whose own
-peak would otherwise dominate the process' high-water mark), the worker
-resets the kernel's high-water mark to the current RSS (``echo 5 >
-/proc/self/clear_refs``, Linux >= 4.0), runs the operation, and reads
-``VmHWM`` from ``/proc/self/status``: the largest RSS the process had while
-the operation ran, baseline included. Where the reset is not available the
-worker says so (``hwm_reset: false``) and reports ``ru_maxrss``, which then
-also covers the setup.
+Jobs:
+
+- ``save`` / ``load``: one timed operation of one side, in this fresh process
+  (neither the allocator's cached memory nor Keras' or TensorFlow's caches
+  from another side can flatter it);
+- ``warm``: every side, interleaved and in rotated order, ``rounds`` times in
+  this one process, as a training script saves again and again (with
+  ``burners``: while that many busy-looping processes keep the cores busy);
+- ``checkpoint``: a small training run with and without a checkpoint callback
+  (plain ``ModelCheckpoint``, ``SafeCheckpoint``), timing each checkpoint;
+- ``prepare`` (the file the fresh loads read, and digest throughput) and
+  ``construct`` (layer constructions).
+
+Each timed operation reports wall time, CPU time (user + system of the whole
+process, every thread included: ``getrusage(RUSAGE_SELF)`` before and after)
+and peak RSS. Peak RSS of one operation: the worker resets the kernel's
+high-water mark to the current RSS (``echo 5 > /proc/self/clear_refs``,
+Linux >= 4.0), runs the operation and reads ``VmHWM`` from
+``/proc/self/status``: the largest RSS the process had while the operation
+ran, baseline included. Where the reset is not available the worker says so
+(``hwm_reset: false``) and reports ``ru_maxrss``, which then also covers the
+setup.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
 import os
 import resource
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +125,17 @@ def shape_for(params: int) -> tuple[int, int]:
     return width, depth
 
 
-def build_model(kind: str, params: int) -> Any:
-    """A compiled model of about ``params`` parameters, trained one step (Adam state)."""
+def build_model(kind: str, params: int, dtype: str = "float32") -> Any:
+    """A compiled model of about ``params`` parameters after one Adam step.
+
+    The step applies a constant gradient, on any backend and without
+    tracing a training function (which costs tens of seconds for deep
+    models): it creates and fills the optimizer state, which is saved and
+    loaded too. ``dtype="bfloat16"`` makes every variable (and Adam's slots)
+    bfloat16, for sizes whose float32 state would not fit in memory twice.
+    """
     keras.utils.set_random_seed(0)
+    keras.config.set_dtype_policy(dtype)
     width, depth = shape_for(params)
     inputs = keras.Input((width,))
     x = inputs
@@ -120,15 +146,11 @@ def build_model(kind: str, params: int) -> Any:
             x = keras.layers.Dense(width, activation="gelu", name=f"dense_{i}")(x)
     model = keras.Model(inputs, x, name=f"{kind}_{params}")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-    # One eager training step: creates and fills the optimizer state without
-    # tracing a tf.function (which costs tens of seconds for deep models).
-    import tensorflow as tf
-
-    batch = np.random.default_rng(0).standard_normal((8, width)).astype("float32")
-    with tf.GradientTape() as tape:
-        loss = model.compute_loss(x=batch, y=batch, y_pred=model(batch, training=True))
     variables = model.trainable_variables
-    model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+    model.optimizer.build(variables)
+    grads = [keras.ops.full(v.shape, 1e-3, dtype=v.dtype) for v in variables]
+    model.optimizer.apply_gradients(zip(grads, variables, strict=True))
+    del grads
     return model
 
 
@@ -156,44 +178,52 @@ def _reset_high_water_mark() -> bool:
     return True
 
 
-def measure(operation: Any) -> dict[str, Any]:
-    """Wall time and peak RSS of ``operation()``, after flushing and collecting."""
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(operation: Any, profile: str | None = None) -> dict[str, Any]:
+    """Wall time, CPU time and peak RSS of ``operation()``, after flushing and collecting."""
     gc.collect()
     os.sync()  # dirty pages of earlier writes must not be flushed on our clock
     reset = _reset_high_water_mark()
     baseline = _status("VmRSS")
-    profiler = _profiler()
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    cpu = _cpu_seconds()
     start = time.perf_counter()
     result = operation()
     seconds = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu
     if profiler is not None:
         profiler.disable()
-        profiler.dump_stats(os.environ["KERAS_SAFE_BENCH_PROFILE"])
+        profiler.dump_stats(profile)
     if reset:
         peak = _status("VmHWM")
     else:  # ru_maxrss is in KiB on Linux, bytes on macOS
         scale = 1 if sys.platform == "darwin" else 1024
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
     del result
-    return {"seconds": seconds, "peak_rss": peak, "baseline_rss": baseline, "hwm_reset": reset}
-
-
-def _profiler() -> Any:
-    """A running cProfile profiler if ``KERAS_SAFE_BENCH_PROFILE`` names a file for it."""
-    if not os.environ.get("KERAS_SAFE_BENCH_PROFILE"):
-        return None
-    import cProfile
-
-    profiler = cProfile.Profile()
-    profiler.enable()
-    return profiler
+    return {
+        "seconds": seconds,
+        "cpu": cpu,
+        "peak_rss": peak,
+        "baseline_rss": baseline,
+        "hwm_reset": reset,
+    }
 
 
 def _save_operation(side: str, model: Any, path: str) -> Any:
     if side.startswith("plain"):
         return lambda: model.save(path)
     verify = side == "keras_safe_verify"
-    return lambda: keras_safe.save(model, path, roundtrip=verify)
+    return lambda: keras_safe.save(model, path, verify=verify)
 
 
 def _load_operation(side: str, path: str) -> Any:
@@ -202,37 +232,55 @@ def _load_operation(side: str, path: str) -> Any:
     return lambda: keras_safe.load(path)
 
 
+def _profile_path(spec: dict[str, Any], name: str) -> str | None:
+    directory = spec.get("profile_dir")
+    return os.path.join(directory, f"{spec.get('tag', 'run')}-{name}.prof") if directory else None
+
+
+# -- jobs: one operation per process ------------------------------------------------------
+
+
 def job_save(spec: dict[str, Any]) -> dict[str, Any]:
     # Warm up the same code path on a tiny model, so one-time costs (lazy
     # imports, first h5py file) are paid outside the clock, as in a process
     # that saves repeatedly.
+    dtype = spec.get("dtype", "float32")
     with tempfile.TemporaryDirectory(dir=spec["workdir"]) as scratch:
-        tiny = build_model(spec["model"], 5_000)
+        tiny = build_model(spec["model"], 5_000, dtype)
         _save_operation(spec["side"], tiny, os.path.join(scratch, "warm.keras"))()
         del tiny
-    model = build_model(spec["model"], spec["params"])
-    result = measure(_save_operation(spec["side"], model, spec["path"]))
+    model = build_model(spec["model"], spec["params"], dtype)
+    result = measure(
+        _save_operation(spec["side"], model, spec["path"]),
+        _profile_path(spec, f"save-{spec['side']}"),
+    )
     result["file_bytes"] = os.path.getsize(spec["path"])
-    result["weights_in_memory"] = _keras_keeps_weights_in_memory(model)
     return result
 
 
 def job_load(spec: dict[str, Any]) -> dict[str, Any]:
     _load_operation(spec["side"], spec["warm_path"])()
-    return measure(_load_operation(spec["side"], spec["path"]))
+    return measure(
+        _load_operation(spec["side"], spec["path"]), _profile_path(spec, f"load-{spec['side']}")
+    )
 
 
 def job_prepare(spec: dict[str, Any]) -> dict[str, Any]:
-    """Write the file both loaders read (and a tiny one to warm up with); time digests."""
-    keras_safe.save(build_model(spec["model"], 5_000), spec["warm_path"], roundtrip=False)
-    model = build_model(spec["model"], spec["params"])
-    keras_safe.save(model, spec["path"], roundtrip=False)
+    """Write the file the loaders read (and a tiny one to warm up with); time digests."""
+    dtype = spec.get("dtype", "float32")
+    keras_safe.save(build_model(spec["model"], 5_000, dtype), spec["warm_path"], verify=False)
+    model = build_model(spec["model"], spec["params"], dtype)
+    keras_safe.save(model, spec["path"], verify=False)
+    return {**_describe(model, spec), "digest": _digests(spec["path"], spec["rounds"])}
+
+
+def _describe(model: Any, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "params": int(model.count_params()),
         "shape": shape_for(spec["params"]),
+        "dtype": spec.get("dtype", "float32"),
         "optimizer_params": int(sum(np.prod(v.shape) for v in model.optimizer.variables)),
-        "file_bytes": os.path.getsize(spec["path"]),
-        "digest": _digests(spec["path"], spec["rounds"]),
+        "backend": keras.backend.backend(),
     }
 
 
@@ -277,10 +325,184 @@ def _rounds(sides: dict[str, Any], rounds: int) -> dict[str, list[float]]:
     return samples
 
 
-def _keras_keeps_weights_in_memory(model: Any) -> bool:
-    from keras.src.saving import saving_lib
+# -- job: every side in one warm process --------------------------------------------------
 
-    return bool(saving_lib.is_memory_sufficient(model))
+
+@contextlib.contextmanager
+def cpu_burners(count: int) -> Iterator[None]:
+    """``count`` busy-looping processes (one per core) while the context runs.
+
+    Started once the model is built and warmed up, so that only the timed
+    rounds run on a machine whose cores are all busy.
+    """
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        if burners:
+            time.sleep(0.5)  # let them reach their loop
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+        for burner in burners:
+            burner.wait()
+
+
+SAVE_SIDES = ("plain", "plain_again", "keras_safe", "keras_safe_verify")
+LOAD_SIDES = ("plain", "plain_again", "keras_safe")
+
+
+def job_warm(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every save and load side, interleaved, ``rounds`` times in this one process.
+
+    A first untimed round warms every side up (one-time costs: lazy imports,
+    first files). Each round then runs the sides in an order rotated by one
+    from the round before; the save sides overwrite their own file each
+    round, as a training script overwrites its checkpoint. The loads read the
+    file keras_safe wrote. ``sides`` can narrow the sides (without the A/A
+    sides for a single round).
+    """
+    dtype = spec.get("dtype", "float32")
+    model = build_model(spec["model"], spec["params"], dtype)
+    workdir = Path(tempfile.mkdtemp(dir=spec["workdir"]))
+    try:
+        source = workdir / "source.keras"
+        keras_safe.save(model, source, verify=False)
+        operations: dict[tuple[str, str], Any] = {}
+        for side in spec.get("save_sides", SAVE_SIDES):
+            operations["save", side] = _save_operation(side, model, str(workdir / f"{side}.keras"))
+        for side in spec.get("load_sides", LOAD_SIDES):
+            operations["load", side] = _load_operation(side, str(source))
+        keys = list(operations)
+        for key in keys:  # warm-up round
+            operations[key]()
+            gc.collect()
+        samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        rounds = spec["rounds"]
+        with cpu_burners(spec.get("burners", 0)):
+            for r in range(rounds):
+                for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+                    operation, side = key
+                    last = r == rounds - 1
+                    profile = _profile_path(spec, f"{operation}-{side}") if last else None
+                    result = measure(operations[key], profile)
+                    samples.setdefault(operation, {}).setdefault(side, []).append(result)
+        info = _describe(model, spec)
+        info["file_bytes"] = source.stat().st_size
+        return {"info": info, "samples": samples}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -- job: checkpoints during a small training run -------------------------------------------
+
+
+class _Timed:
+    """Wraps a callback's ``on_epoch_end`` (where it saves) to time each call."""
+
+    def __init__(self, callback: Any) -> None:
+        self.callback = callback
+        self.seconds: list[float] = []
+        self.cpu: list[float] = []
+        inner = callback.on_epoch_end
+
+        def on_epoch_end(epoch: int, logs: Any = None) -> None:
+            cpu, start = _cpu_seconds(), time.perf_counter()
+            inner(epoch, logs)
+            self.seconds.append(time.perf_counter() - start)
+            self.cpu.append(_cpu_seconds() - cpu)
+
+        callback.on_epoch_end = on_epoch_end
+
+
+class _EpochClock(keras.callbacks.Callback):
+    """Wall and CPU time of each epoch's training (its checkpoint excluded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+        self.cpu: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._cpu, self._start = _cpu_seconds(), time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+        self.cpu.append(_cpu_seconds() - self._cpu)
+
+
+def checkpoint_model(params: int) -> tuple[Any, int]:
+    """An MLP of about ``params`` parameters for 10-class classification of 64 features."""
+    keras.utils.set_random_seed(0)
+    width = max(64, round((params / 3) ** 0.5 / 32) * 32)
+    inputs = keras.Input((64,))
+    x = keras.layers.Dense(width, activation="relu", name="hidden_0")(inputs)
+    x = keras.layers.Dense(width, activation="relu", name="hidden_1")(x)
+    x = keras.layers.Dense(width, activation="relu", name="hidden_2")(x)
+    x = keras.layers.Dense(width, activation="relu", name="hidden_3")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, name="logits")(x))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model, width
+
+
+def job_checkpoint(spec: dict[str, Any]) -> dict[str, Any]:
+    """A training run per side: no checkpoint, ``ModelCheckpoint``, ``SafeCheckpoint``.
+
+    Synthetic data (64 features, 10 classes), ``steps`` batches of 64 per
+    epoch, a checkpoint at the end of every epoch. The first epoch (which
+    traces the training function) is left out of the figures. Each side
+    trains a freshly built model in this process; sides alternate per round.
+    """
+    steps, epochs, batch = spec["steps"], spec["epochs"], 64
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((steps * batch, 64)).astype("float32")
+    y = rng.integers(0, 10, steps * batch)
+    workdir = Path(tempfile.mkdtemp(dir=spec["workdir"]))
+    results: dict[str, Any] = {}
+    try:
+        for r in range(spec["rounds"]):
+            sides = ["none", "plain", "keras_safe", "keras_safe_verify"]
+            for side in sides[r % len(sides) :] + sides[: r % len(sides)]:
+                model, width = checkpoint_model(spec["params"])
+                clock = _EpochClock()
+                callbacks: list[Any] = [clock]
+                timed = None
+                if side != "none":
+                    path = str(workdir / f"{side}.keras")
+                    callback = (
+                        keras.callbacks.ModelCheckpoint(path)
+                        if side == "plain"
+                        else keras_safe.callbacks.SafeCheckpoint(
+                            path, verify=side == "keras_safe_verify"
+                        )
+                    )
+                    timed = _Timed(callback)
+                    callbacks.append(callback)
+                model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=callbacks)
+                entry = results.setdefault(
+                    side, {"epoch_seconds": [], "epoch_cpu": [], "seconds": [], "cpu": []}
+                )
+                entry["epoch_seconds"] += clock.seconds[1:]
+                entry["epoch_cpu"] += clock.cpu[1:]
+                if timed is not None:
+                    entry["seconds"] += timed.seconds[1:]
+                    entry["cpu"] += timed.cpu[1:]
+                params = int(model.count_params())
+                del model
+                gc.collect()
+        return {
+            "params": params,
+            "width": width,
+            "steps": steps,
+            "batch": batch,
+            "sides": results,
+            "median_epoch_seconds": statistics.median(results["none"]["epoch_seconds"]),
+        }
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:
@@ -289,6 +511,7 @@ def main() -> None:
     result = job(spec)
     # Every worker is a fresh process: each one also times the two imports.
     result["imports"] = {"keras": _T1 - _T0, "keras_safe": _T2 - _T1}
+    result["backend"] = keras.backend.backend()
     print("BENCH-RESULT " + json.dumps(result), flush=True)
 
 

@@ -3,38 +3,62 @@
 Usage::
 
     python benchmarks/bench_save_load.py [--sizes 1M,25M,100M] [--repeat N]
-        [--models custom,builtin] [--json OUT] [--markdown [FILE]] [--profile DIR]
+        [--modes fresh,warm] [--contended SIZES] [--backends LIST] [--backend-sizes SIZES]
+        [--checkpoint SIZES] [--dtype float32|bfloat16|auto] [--json OUT]
+        [--markdown [FILE]] [--chart STEM] [--profile DIR]
 
 For every size, a model of width x width residual dense blocks (custom
 ``SerializableLayer`` blocks; at the largest size also the same stack of
-built-in ``Dense`` layers), compiled with Adam and trained one step so that
+built-in ``Dense`` layers), compiled with Adam and stepped once so that
 optimizer state is saved and loaded too, is saved and loaded by each side:
 
 - save: plain ``model.save`` (twice: the A/A row is the run's noise floor),
-  ``keras_safe.save(roundtrip=False)``, ``keras_safe.save(roundtrip=True)``;
+  ``keras_safe.save(verify=False)``, ``keras_safe.save(verify=True)``;
 - load: plain ``keras.models.load_model`` (twice, A/A) and ``keras_safe.load``
   with every check on, all reading the same file.
 
-Method, so that the figures survive a noisy shared machine: every timed
-operation runs in a fresh process (``_bench_worker.py``), which builds the
-model, warms the same code path up on a tiny model, flushes dirty pages
-(``os.sync()``), collects garbage, resets the kernel's RSS high-water mark
-and then times the operation and reads its peak RSS. Sides are interleaved
-(A B C D, then B C D A, ...), so slow phases of the machine hit every side;
-each figure is the median (and min) of ``--repeat`` rounds (5 or more for
-figures worth quoting). ``--repeat 1`` is a smoke run that keeps the script
-working: custom model only, no A/A rows.
+Each timed operation reports wall time, CPU time (user + system of the
+process, all its threads) and peak RSS (the process' high-water mark during
+the operation alone). Two modes, both by default:
 
-Also measured: digest throughput (keras_safe hashing a member from the file
-vs ``hashlib.sha256`` over the same bytes in memory), 10,000 constructions of
-a ``SerializableLayer`` vs the same plain ``keras.layers.Layer`` subclass,
-and ``import keras_safe`` with every public name loaded after ``import
-keras`` (timed in every worker, each a fresh process).
+- ``fresh``: every timed operation in a fresh process (``_bench_worker.py``),
+  which builds the model, warms the same code path up on a tiny model,
+  flushes dirty pages (``os.sync()``) and collects garbage first: what a
+  script that saves once pays;
+- ``warm``: one process per model saving and loading again and again, as a
+  training script does: every side, interleaved, after an untimed round.
 
-``--markdown`` prints the results as the table of docs/benchmarks.md;
-``--markdown docs/benchmarks.md`` replaces the table between the
-``<!-- bench:begin -->`` and ``<!-- bench:end -->`` markers of that file. ``--profile DIR`` writes a
-cProfile of each timed operation (which slows it: not for figures).
+Sides are interleaved (A B C D, then B C D A, ...), so slow phases of the
+machine hit every side; each figure is the median (and min) of ``--repeat``
+rounds (5 or more for figures worth quoting). Also measured:
+
+- ``--contended SIZES``: the warm mode again with every core kept busy by a
+  CPU burner (one busy-looping process per core, started and stopped by the
+  benchmark), so the cost of keras_safe's extra threads is visible;
+- ``--backends``: save, save+verify and load ratios under each Keras backend
+  installed (``KERAS_BACKEND``=tensorflow, jax, torch), warm mode, at
+  ``--backend-sizes``;
+- ``--checkpoint SIZES``: the cost of one checkpoint during a small training
+  run (an MLP on synthetic data, a few hundred steps per epoch), as a
+  fraction of an epoch: ``keras.callbacks.ModelCheckpoint`` and
+  ``SafeCheckpoint`` (default, and with ``verify=True``);
+- in fresh mode: digest throughput, 10,000 layer constructions and ``import
+  keras_safe`` after ``import keras``.
+
+``--repeat 1`` is a smoke run that keeps the script working: warm mode only,
+no A/A rows, a short training run. 1B parameters (``--sizes 1G``) need about
+24 GB: ``--dtype auto`` (the default) makes a model bfloat16 when its float32
+weights and Adam state (12 bytes per parameter) would take more than a third
+of the machine's memory; the table says which dtype each row used.
+
+``--markdown`` prints the results as the tables of docs/benchmarks.md;
+``--markdown docs/benchmarks.md`` replaces the tables between the
+``<!-- bench:begin -->`` and ``<!-- bench:end -->`` markers of that file and
+draws the chart (``docs/benchmarks-chart.png`` and ``.svg``, matplotlib)
+from the same run. ``--chart STEM`` writes the chart elsewhere.
+``--profile DIR`` writes a cProfile of each timed operation's last round
+(which slows it: not for figures) and the top entries of the smallest
+model's ``save(verify=True)`` to ``DIR/summary.txt``.
 """
 
 from __future__ import annotations
@@ -42,9 +66,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib.util
+import io
 import json
 import os
 import platform
+import pstats
 import re
 import shutil
 import statistics
@@ -59,65 +86,93 @@ HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_bench_worker.py"
 SAVE_SIDES = ("plain", "plain_again", "keras_safe", "keras_safe_verify")
 LOAD_SIDES = ("plain", "plain_again", "keras_safe")
+BACKENDS = ("tensorflow", "jax", "torch")
 LABELS = {
-    ("save", "plain_again"): "save: plain vs plain (A/A, noise floor)",
-    ("save", "keras_safe"): "save: keras_safe.save(roundtrip=False)",
-    ("save", "keras_safe_verify"): "save: keras_safe.save(roundtrip=True)",
-    ("load", "plain_again"): "load: plain vs plain (A/A, noise floor)",
-    ("load", "keras_safe"): "load: keras_safe.load (all checks)",
+    ("save", "plain_again"): "save: plain vs plain (A/A)",
+    ("save", "keras_safe"): "save(verify=False)",
+    ("save", "keras_safe_verify"): "save(verify=True)",
+    ("load", "plain_again"): "load: plain vs plain (A/A)",
+    ("load", "keras_safe"): "load (all checks)",
 }
-# (operation, side, time target, RSS target): the targets keras_safe holds itself to.
-TARGETS = (
-    ("save", "keras_safe", 1.05, 1.05),
-    ("save", "keras_safe_verify", 1.5, 1.05),
-    ("load", "keras_safe", 1.05, 1.05),
-)
+# (operation, side): the time target keras_safe holds itself to; peak RSS <= 1.0x
+# and CPU time <= 1.2x apply to each.
+TIME_TARGETS = {
+    ("save", "keras_safe"): 1.05,
+    ("save", "keras_safe_verify"): 1.5,
+    ("load", "keras_safe"): 1.0,
+}
+RSS_TARGET = 1.0
+CPU_TARGET = 1.2
 CONSTRUCTION_TARGET = 1.3
 MARK_BEGIN, MARK_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+CHART_MARK = re.compile(r"<!-- bench-chart[^>]*-->(?:\n!\[[^\n]*\)\n?)?")
 
 
 def parse_size(text: str) -> int:
-    """``"25M"`` -> 25_000_000 (suffixes K, M, G)."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMG]?)\s*", text, re.IGNORECASE)
+    """``"25M"`` -> 25_000_000 (suffixes K, M, G; ``1B`` is ``1G``)."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGB]?)\s*", text, re.IGNORECASE)
     if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 500K, 1M, 25M)")
-    scale = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9}[match[2].upper()]
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 500K, 1M, 25M, 1B)")
+    scale = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "B": 10**9}[match[2].upper()]
     return int(float(match[1]) * scale)
+
+
+def parse_sizes(text: str | None) -> list[int]:
+    if not text or text.strip().lower() == "none":
+        return []
+    return [parse_size(s) for s in text.split(",") if s.strip()]
 
 
 def size_label(params: int) -> str:
     """``25_200_000`` -> ``"25.2M"``."""
-    for scale, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "K")):
+    for scale, suffix in ((10**9, "B"), (10**6, "M"), (10**3, "K")):
         if params >= scale:
             return f"{params / scale:.3g}{suffix}"
     return str(params)
 
 
+def machine_memory() -> int:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return 0
+
+
+def dtype_for(params: int, choice: str) -> str:
+    """``auto``: bfloat16 when float32 weights and Adam state would take over a third of RAM."""
+    if choice != "auto":
+        return choice
+    memory = machine_memory()
+    return "bfloat16" if memory and params * 12 > memory / 3 else "float32"
+
+
 # -- running workers ----------------------------------------------------------------
 
 
-PROFILE_DIR: Path | None = None  # --profile: cProfile each timed operation into here
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
-def run_worker(spec: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
+def run_worker(spec: dict[str, Any], backend: str = "tensorflow", timeout: float = 7200) -> Any:
     """Run one job in a fresh interpreter; return its result."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
-    if PROFILE_DIR is not None and "side" in spec:
-        count = len(list(PROFILE_DIR.glob("*.prof")))
-        name = f"{count:03d}-{spec['model']}-{size_label(spec['params'])}-{spec['job']}-"
-        env["KERAS_SAFE_BENCH_PROFILE"] = str(PROFILE_DIR / f"{name}{spec['side']}.prof")
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONHASHSEED": "0",
+        "KERAS_BACKEND": backend,
+    }
     proc = subprocess.run(
         [sys.executable, str(WORKER), json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=timeout,
         env=env,
+        check=False,
     )
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH-RESULT "):
-            return dict(json.loads(line[len("BENCH-RESULT ") :]))
+            return json.loads(line[len("BENCH-RESULT ") :])
     raise RuntimeError(
-        f"benchmark worker failed ({spec['job']} {spec.get('side', '')}), exit "
+        f"benchmark worker failed ({backend}: {spec['job']} {spec.get('side', '')}), exit "
         f"{proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     )
 
@@ -127,26 +182,22 @@ def rotated(items: tuple[str, ...], shift: int) -> list[str]:
     return list(items[shift:] + items[:shift])
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def bench_size(params: int, kind: str, repeat: int, workdir: Path) -> dict[str, Any]:
-    """All save and load sides of one model, interleaved round by round.
-
-    The A/A sides (plain against plain) need two rounds or more to say
-    anything about the noise; a single round leaves them out.
-    """
+def fresh_run(
+    params: int, kind: str, repeat: int, workdir: Path, dtype: str, profile: Path | None
+) -> dict[str, Any]:
+    """All save and load sides of one model, each operation in a fresh process."""
     save_sides = SAVE_SIDES if repeat > 1 else tuple(s for s in SAVE_SIDES if s != "plain_again")
     load_sides = LOAD_SIDES if repeat > 1 else tuple(s for s in LOAD_SIDES if s != "plain_again")
-    tag = f"{kind}-{size_label(params)}"
+    tag = f"fresh-{kind}-{size_label(params)}"
     source = workdir / f"{tag}.keras"
     warm = workdir / f"{tag}-warm.keras"
-    base = {"model": kind, "params": params, "workdir": str(workdir)}
+    base = {"model": kind, "params": params, "workdir": str(workdir), "dtype": dtype, "tag": tag}
+    if profile is not None:
+        base["profile_dir"] = str(profile)
     info = run_worker(
         {**base, "job": "prepare", "path": str(source), "warm_path": str(warm), "rounds": repeat}
     )
-    imports = [info["imports"]]
+    imports = [info.pop("imports")]
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {
         "save": {side: [] for side in save_sides},
         "load": {side: [] for side in load_sides},
@@ -156,24 +207,74 @@ def bench_size(params: int, kind: str, repeat: int, workdir: Path) -> dict[str, 
             target = workdir / f"{tag}-{side}-{r}.keras"
             result = run_worker({**base, "job": "save", "side": side, "path": str(target)})
             target.unlink()
-            imports.append(result["imports"])
+            imports.append(result.pop("imports"))
             samples["save"][side].append(result)
-            log(f"  {tag} round {r + 1}/{repeat} save {side}: {result['seconds']:.2f} s")
+            log(f"  {tag} round {r + 1}/{repeat} save {side}: {_brief(result)}")
         for side in rotated(load_sides, r):
             spec = {**base, "job": "load", "side": side, "path": str(source)}
             result = run_worker({**spec, "warm_path": str(warm)})
-            imports.append(result["imports"])
+            imports.append(result.pop("imports"))
             samples["load"][side].append(result)
-            log(f"  {tag} round {r + 1}/{repeat} load {side}: {result['seconds']:.2f} s")
+            log(f"  {tag} round {r + 1}/{repeat} load {side}: {_brief(result)}")
     source.unlink()
     warm.unlink()
+    digest = info.pop("digest")
     return {
+        "mode": "fresh",
         "model": kind,
         "size": params,
-        "info": info,
+        "backend": "tensorflow",
+        "info": {**info, "file_bytes": info.get("file_bytes")},
         "samples": samples,
-        "digest": info["digest"],
+        "digest": digest,
         "imports": imports,
+    }
+
+
+def _brief(result: dict[str, Any]) -> str:
+    return f"{result['seconds']:.2f} s, CPU {result['cpu']:.2f} s"
+
+
+def warm_run(
+    params: int,
+    kind: str,
+    repeat: int,
+    workdir: Path,
+    dtype: str,
+    profile: Path | None,
+    *,
+    backend: str = "tensorflow",
+    mode: str = "warm",
+) -> dict[str, Any]:
+    """Every side of one model in one process, ``repeat`` interleaved rounds."""
+    tag = f"{mode}-{backend}-{kind}-{size_label(params)}"
+    spec: dict[str, Any] = {
+        "job": "warm",
+        "model": kind,
+        "params": params,
+        "rounds": repeat,
+        "workdir": str(workdir),
+        "dtype": dtype,
+        "tag": tag,
+    }
+    if repeat == 1:  # a smoke run: no A/A sides
+        spec["save_sides"] = [s for s in SAVE_SIDES if s != "plain_again"]
+        spec["load_sides"] = [s for s in LOAD_SIDES if s != "plain_again"]
+    if profile is not None:
+        spec["profile_dir"] = str(profile)
+    if mode == "contended":
+        spec["burners"] = os.cpu_count() or 1
+    started = time.perf_counter()
+    result = run_worker(spec, backend)
+    log(f"  {tag}: {repeat} round(s) in {time.perf_counter() - started:.0f} s")
+    return {
+        "mode": mode,
+        "model": kind,
+        "size": params,
+        "backend": backend,
+        "info": result["info"],
+        "samples": result["samples"],
+        "imports": [result["imports"]],
     }
 
 
@@ -188,27 +289,28 @@ def summarise(run: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per compared side: medians, mins and keras_safe/plain ratios."""
     rows = []
     for operation, by_side in run["samples"].items():
-        plain_time = stats([s["seconds"] for s in by_side["plain"]])
-        plain_rss = stats([s["peak_rss"] for s in by_side["plain"]])
+        plain = {k: stats([s[k] for s in by_side["plain"]]) for k in ("seconds", "cpu", "peak_rss")}
         for side, values in by_side.items():
             if side == "plain":
                 continue
-            time_ = stats([s["seconds"] for s in values])
-            rss = stats([s["peak_rss"] for s in values])
+            mine = {k: stats([s[k] for s in values]) for k in ("seconds", "cpu", "peak_rss")}
             rows.append(
                 {
+                    "mode": run["mode"],
+                    "backend": run["backend"],
                     "model": run["model"],
                     "size": run["size"],
+                    "params": run["info"]["params"],
+                    "dtype": run["info"].get("dtype", "float32"),
                     "operation": operation,
                     "side": side,
                     "label": LABELS[(operation, side)],
-                    "plain_seconds": plain_time,
-                    "seconds": time_,
-                    "time_ratio": time_["median"] / plain_time["median"],
-                    "time_ratio_min": time_["min"] / plain_time["min"],
-                    "plain_peak_rss": plain_rss,
-                    "peak_rss": rss,
-                    "rss_ratio": rss["median"] / plain_rss["median"],
+                    "plain": plain,
+                    "keras_safe": mine,
+                    "time_ratio": mine["seconds"]["median"] / plain["seconds"]["median"],
+                    "time_ratio_min": mine["seconds"]["min"] / plain["seconds"]["min"],
+                    "cpu_ratio": mine["cpu"]["median"] / max(plain["cpu"]["median"], 1e-9),
+                    "rss_ratio": mine["peak_rss"]["median"] / plain["peak_rss"]["median"],
                 }
             )
     return rows
@@ -221,29 +323,23 @@ def digest_summary(run: dict[str, Any]) -> dict[str, float]:
     return {"bytes": size, **{f"{k}_MBps": v for k, v in rates.items()}}
 
 
-def check_targets(rows: list[dict[str, Any]], construction: dict[str, Any]) -> list[str]:
-    """One line per target, at the largest size measured of the custom model."""
-    custom = [row for row in rows if row["model"] == "custom"] or rows
-    largest = max(row["size"] for row in custom)
+def check_targets(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per missed target (fresh and warm modes, TensorFlow, every size)."""
     lines = []
-    for operation, side, time_target, rss_target in TARGETS:
-        key = (largest, operation, side)
-        row = next(r for r in custom if (r["size"], r["operation"], r["side"]) == key)
-        for what, ratio, target in (
-            ("time", row["time_ratio"], time_target),
-            ("peak RSS", row["rss_ratio"], rss_target),
+    for row in rows:
+        target = TIME_TARGETS.get((row["operation"], row["side"]))
+        if target is None or row["mode"] not in ("fresh", "warm"):
+            continue
+        if row["backend"] != "tensorflow":
+            continue
+        where = f"{row['mode']} {row['model']} {size_label(row['params'])} {row['label']}"
+        for what, ratio, limit in (
+            ("time", row["time_ratio"], target),
+            ("CPU time", row["cpu_ratio"], CPU_TARGET),
+            ("peak RSS", row["rss_ratio"], RSS_TARGET),
         ):
-            verdict = "ok" if ratio <= target else "MISSED"
-            lines.append(
-                f"{row['label']} at {size_label(largest)} params, {what}: "
-                f"{ratio:.2f}x (target <= {target}x) {verdict}"
-            )
-    ratio = construction["ratio"]
-    verdict = "ok" if ratio <= CONSTRUCTION_TARGET else "MISSED"
-    lines.append(
-        f"construction of {construction['count']} layers: {ratio:.2f}x "
-        f"(target <= {CONSTRUCTION_TARGET}x) {verdict}"
-    )
+            verdict = "MISSED" if missed(ratio, limit) else "ok"
+            lines.append(f"{where}, {what}: {ratio:.2f}x (target <= {limit}x) {verdict}")
     return lines
 
 
@@ -258,6 +354,27 @@ def construction_summary(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def checkpoint_summary(result: dict[str, Any]) -> dict[str, Any]:
+    epoch = result["median_epoch_seconds"]
+    sides = {}
+    for side, values in result["sides"].items():
+        if side == "none" or not values["seconds"]:
+            continue
+        seconds = statistics.median(values["seconds"])
+        sides[side] = {
+            "seconds": seconds,
+            "cpu": statistics.median(values["cpu"]),
+            "fraction": seconds / epoch,
+        }
+    return {
+        "params": result["params"],
+        "steps": result["steps"],
+        "batch": result["batch"],
+        "epoch_seconds": epoch,
+        "sides": sides,
+    }
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     cpu = platform.processor() or platform.machine()
@@ -266,39 +383,71 @@ def machine() -> dict[str, Any]:
             cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
     except (OSError, StopIteration):
         pass
-    memory = 0
-    with contextlib.suppress(ValueError, OSError, AttributeError):
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     versions = {}
     code = (
-        "import json, sys, platform, numpy, h5py, keras, tensorflow, keras_safe, importlib.util;"
+        "import json, sys, platform, numpy, h5py, keras, tensorflow, keras_safe;"
         "print(json.dumps({'python': platform.python_version(), 'numpy': numpy.__version__,"
         "'h5py': h5py.__version__, 'keras': keras.__version__,"
-        "'tensorflow': tensorflow.__version__, 'keras_safe': keras_safe.__version__,"
-        "'psutil': bool(importlib.util.find_spec('psutil'))}))"
+        "'tensorflow': tensorflow.__version__, 'keras_safe': keras_safe.__version__}))"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
     if proc.returncode == 0:
         versions = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ("jax", "torch"):
+        with contextlib.suppress(Exception):
+            if importlib.util.find_spec(name) is not None:
+                from importlib.metadata import version
+
+                versions[name] = version(name)
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "memory_gb": round(memory / 2**30, 1),
+        "memory_gb": round(machine_memory() / 2**30, 1),
         "os": f"{platform.system()} {platform.release()}",
         "versions": versions,
         "date": datetime.date.today().isoformat(),
     }
 
 
+def installed_backends(wanted: list[str]) -> tuple[list[str], list[str]]:
+    """(installed, missing) among the wanted backends."""
+    installed, missing = [], []
+    for name in wanted:
+        (installed if importlib.util.find_spec(name) is not None else missing).append(name)
+    return installed, missing
+
+
 # -- reporting ----------------------------------------------------------------------
 
 
 _MODEL_NAMES = {"custom": "custom blocks", "builtin": "built-in Dense"}
+_MODE_NAMES = {
+    "fresh": "fresh process",
+    "warm": "warm process",
+    "contended": "warm, all cores busy",
+}
 
 
 def _mb(value: float) -> str:
     return f"{value / 2**20:,.0f}"
+
+
+def _model(row: dict[str, Any]) -> str:
+    dtype = "" if row["dtype"] == "float32" else f" ({row['dtype']})"
+    return f"{_MODEL_NAMES[row['model']]} {size_label(row['params'])}{dtype}"
+
+
+def missed(ratio: float, target: float) -> bool:
+    """Whether a ratio misses its target, as shown (to two decimals)."""
+    return round(ratio, 2) > target
+
+
+def _ratio(value: float, target: float | None) -> str:
+    text = f"{value:.2f}x"
+    return f"**{text}**" if target is not None and missed(value, target) else text
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -308,25 +457,109 @@ def markdown(report: dict[str, Any]) -> str:
         f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gb']} GB RAM, "
         f"{m['os']}), Python {v.get('python')}, TensorFlow {v.get('tensorflow')}, Keras "
         f"{v.get('keras')}, keras_safe {v.get('keras_safe')}; {report['repeat']} interleaved "
-        "rounds, each operation in a fresh process; times are medians (min), peak RSS is the "
-        "process' largest resident size during the operation.",
+        "round(s). Times are medians of wall time, with CPU time (user + system, every thread) "
+        "in parentheses; peak RSS is the process' largest resident size during the operation. "
+        f"Ratios are keras_safe / plain Keras; a ratio in bold misses its target (time: "
+        f"save(verify=False) <= {TIME_TARGETS['save', 'keras_safe']}x, save(verify=True) <= "
+        f"{TIME_TARGETS['save', 'keras_safe_verify']}x, load <= "
+        f"{TIME_TARGETS['load', 'keras_safe']}x; CPU <= {CPU_TARGET}x; peak RSS <= "
+        f"{RSS_TARGET}x). The A/A rows compare plain Keras "
+        "with itself: the noise of the run. Rows with all cores busy are not held to targets.",
         "",
-        "| model | operation | plain s | keras_safe s | ratio | plain peak MB | "
-        "keras_safe peak MB | RSS ratio |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| mode | model | operation | plain s (CPU) | keras_safe s (CPU) | time | CPU | "
+        "plain peak MB | keras_safe peak MB | RSS |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
-        params = report["params"][f"{row['model']}-{row['size']}"]
+        if row["backend"] != "tensorflow":
+            continue
+        held = row["mode"] != "contended" and row["side"] != "plain_again"
+        target = TIME_TARGETS.get((row["operation"], row["side"])) if held else None
+        p, k = row["plain"], row["keras_safe"]
         lines.append(
-            f"| {_MODEL_NAMES[row['model']]} {size_label(params)} | {row['label']} | "
-            f"{row['plain_seconds']['median']:.2f} ({row['plain_seconds']['min']:.2f}) | "
-            f"{row['seconds']['median']:.2f} ({row['seconds']['min']:.2f}) | "
-            f"{row['time_ratio']:.2f}x | {_mb(row['plain_peak_rss']['median'])} | "
-            f"{_mb(row['peak_rss']['median'])} | {row['rss_ratio']:.2f}x |"
+            f"| {_MODE_NAMES[row['mode']]} | {_model(row)} | {row['label']} | "
+            f"{p['seconds']['median']:.3g} ({p['cpu']['median']:.3g}) | "
+            f"{k['seconds']['median']:.3g} ({k['cpu']['median']:.3g}) | "
+            f"{_ratio(row['time_ratio'], target)} | "
+            f"{_ratio(row['cpu_ratio'], CPU_TARGET if held else None)} | "
+            f"{_mb(p['peak_rss']['median'])} | {_mb(k['peak_rss']['median'])} | "
+            f"{_ratio(row['rss_ratio'], RSS_TARGET if held else None)} |"
         )
-    c = report["construction"]
+    lines += _backend_table(report)
+    lines += _checkpoint_table(report)
+    lines += _other_costs(report)
+    return "\n".join(lines)
+
+
+def _backend_table(report: dict[str, Any]) -> list[str]:
+    rows = [r for r in report["rows"] if r["mode"] == "warm" and r["side"] != "plain_again"]
+    backends = report.get("backends", {})
+    if not backends:
+        return []
+    lines = [
+        "",
+        "Per backend (warm process; time ratio, CPU ratio in parentheses):",
+        "",
+        "| backend | model | save(verify=False) | save(verify=True) | load |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for backend, status in backends.items():
+        if status != "ok":
+            lines.append(f"| {backend} | {status} | | | |")
+            continue
+        mine = [r for r in rows if r["backend"] == backend and r["size"] in report["backend_sizes"]]
+        for size in sorted({r["size"] for r in mine}):
+            cells = []
+            for key in (
+                ("save", "keras_safe"),
+                ("save", "keras_safe_verify"),
+                ("load", "keras_safe"),
+            ):
+                row = next(
+                    (r for r in mine if r["size"] == size and (r["operation"], r["side"]) == key),
+                    None,
+                )
+                cells.append(
+                    f"{row['time_ratio']:.2f}x ({row['cpu_ratio']:.2f}x)" if row else "failed"
+                )
+            first = next(r for r in mine if r["size"] == size)
+            lines.append(f"| {backend} | {_model(first)} | " + " | ".join(cells) + " |")
+    errors = report.get("backend_errors", {})
+    for key, error in errors.items():
+        lines.append(f"| {key} | failed: {error} | | | |")
+    return lines
+
+
+def _checkpoint_table(report: dict[str, Any]) -> list[str]:
+    checkpoints = report.get("checkpoints", [])
+    if not checkpoints:
+        return []
+    lines = [
+        "",
+        "Checkpoints during training (an MLP on synthetic data, a checkpoint per epoch; median "
+        "seconds per checkpoint and its share of an epoch's training time):",
+        "",
+        "| model | epoch | `ModelCheckpoint` | `SafeCheckpoint` | `SafeCheckpoint(verify=True)` |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for c in checkpoints:
+        cells = []
+        for side in ("plain", "keras_safe", "keras_safe_verify"):
+            s = c["sides"].get(side)
+            cells.append(f"{s['seconds']:.3f} s ({s['fraction']:.1%})" if s else "-")
+        lines.append(
+            f"| MLP {size_label(c['params'])}, {c['steps']} steps of {c['batch']} | "
+            f"{c['epoch_seconds']:.2f} s | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+def _other_costs(report: dict[str, Any]) -> list[str]:
+    c = report.get("construction")
+    if c is None:
+        return []
     imports = report["imports"]
-    lines += [
+    lines = [
         "",
         "| other costs | plain | keras_safe | ratio |",
         "|---|---:|---:|---:|",
@@ -343,7 +576,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"`hashlib` in memory / keras_safe from the file | {d['hashlib_MBps']:,.0f} | "
             f"{d['keras_safe_MBps']:,.0f} | {d['hashlib_MBps'] / d['keras_safe_MBps']:.2f}x |"
         )
-    return "\n".join(lines)
+    return lines
 
 
 def text_report(report: dict[str, Any]) -> str:
@@ -354,95 +587,333 @@ def text_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def replace_block(path: Path, table: str) -> None:
+def replace_block(path: Path, table: str, chart: str | None) -> None:
     text = path.read_text()
     start, end = text.find(MARK_BEGIN), text.find(MARK_END)
     if start < 0 or end < start:
         raise SystemExit(f"{path} has no {MARK_BEGIN} ... {MARK_END} block to replace.")
-    path.write_text(text[: start + len(MARK_BEGIN)] + "\n" + table + "\n" + text[end:])
+    text = text[: start + len(MARK_BEGIN)] + "\n" + table + "\n" + text[end:]
+    if chart is not None:
+        image = (
+            "<!-- bench-chart: drawn by the run that wrote the tables below -->\n"
+            f"![Time and peak memory of save and load against model size, plain Keras and "
+            f"keras_safe]({chart})\n"
+        )
+        text, found = CHART_MARK.subn(image, text, count=1)
+        if not found:
+            raise SystemExit(f"{path} has no <!-- bench-chart --> placeholder for the chart.")
+    path.write_text(text)
+
+
+# -- the chart ----------------------------------------------------------------------
+
+
+_LINES = (
+    ("save", "plain", "save: plain Keras", "tab:blue", "-", "o"),
+    ("save", "keras_safe", "save: keras_safe (verify=False)", "tab:orange", "-", "o"),
+    ("save", "keras_safe_verify", "save: keras_safe (verify=True)", "tab:red", "-", "o"),
+    ("load", "plain", "load: plain Keras", "tab:blue", "--", "s"),
+    ("load", "keras_safe", "load: keras_safe", "tab:orange", "--", "s"),
+)
+
+
+def draw_chart(report: dict[str, Any], stem: Path) -> list[Path]:
+    """Time and peak RSS against parameters, plain vs keras_safe, one line per operation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    mode = "warm" if any(r["mode"] == "warm" for r in report["runs"]) else "fresh"
+    runs = sorted(
+        (
+            r
+            for r in report["runs"]
+            if r["mode"] == mode and r["model"] == "custom" and r["backend"] == "tensorflow"
+        ),
+        key=lambda r: r["size"],
+    )
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for operation, side, label, color, style, marker in _LINES:
+        xs, times, peaks = [], [], []
+        for run in runs:
+            values = run["samples"].get(operation, {}).get(side)
+            if values:
+                xs.append(run["info"]["params"])
+                times.append(statistics.median(v["seconds"] for v in values))
+                peaks.append(statistics.median(v["peak_rss"] for v in values) / 2**20)
+        if xs:
+            left.plot(xs, times, style, color=color, marker=marker, label=label)
+            right.plot(xs, peaks, style, color=color, marker=marker, label=label)
+    for axis, title, unit in ((left, "Time", "seconds"), (right, "Peak memory (RSS)", "MB")):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+        axis.yaxis.set_minor_formatter(ticker.NullFormatter())
+        axis.set_xlabel("parameters")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    figure.suptitle(
+        f"keras_safe vs plain Keras ({_MODE_NAMES[mode]}, median of {report['repeat']} "
+        f"round(s), {report['machine']['date']})",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    written = []
+    for suffix in (".png", ".svg"):
+        path = stem.with_suffix(suffix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=110, metadata={"Date": None} if suffix == ".svg" else None)
+        written.append(path)
+    plt.close(figure)
+    return written
+
+
+# -- profiles -----------------------------------------------------------------------
+
+
+def profile_summary(directory: Path, smallest: int, top: int = 30) -> str:
+    """The top entries (cumulative time) of the smallest model's save(verify=True) profile."""
+    pattern = f"*custom-{size_label(smallest)}-save-keras_safe_verify.prof"
+    found = sorted(directory.glob(pattern))
+    if not found:
+        return f"no profile matching {pattern} in {directory}"
+    out = []
+    for path in found:
+        stream = io.StringIO()
+        stats_ = pstats.Stats(str(path), stream=stream)
+        stats_.strip_dirs().sort_stats("cumulative").print_stats(top)
+        out.append(f"== {path.name}\n{stream.getvalue()}")
+    return "\n".join(out)
 
 
 # -- main ---------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1M,25M,100M", help="comma-separated, e.g. 1M,25M")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--sizes", default="1M,25M,100M", help="comma-separated, e.g. 1M,25M,1B")
     parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds (>= 5 to quote)")
     parser.add_argument(
-        "--models",
-        help="custom, builtin or custom,builtin (the default; custom only with --repeat 1)",
+        "--modes", help="fresh, warm or fresh,warm (the default; warm only with --repeat 1)"
+    )
+    parser.add_argument(
+        "--models", help="custom, builtin or custom,builtin (the default; custom with --repeat 1)"
+    )
+    parser.add_argument(
+        "--contended",
+        help="sizes measured again (warm) with every core busy (default: up to 25M; none)",
+    )
+    parser.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help="Keras backends compared, those installed (default: tensorflow,jax,torch; none)",
+    )
+    parser.add_argument(
+        "--backend-sizes", help="sizes of the per-backend rows (default: the smallest two)"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        help="MLP sizes of the checkpoint-during-training rows (default: 1M,25M; none)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16"),
+        help="variable dtype (auto: bfloat16 where float32 with Adam would not fit; 1B)",
     )
     parser.add_argument("--json", type=Path, help="write every sample and the summary here")
     parser.add_argument(
         "--markdown",
         nargs="?",
         const="-",
-        help="print the results table, or with a FILE (docs/benchmarks.md) replace the table "
-        "between its markers",
+        help="print the results tables, or with a FILE (docs/benchmarks.md) replace the tables "
+        "between its markers and draw the chart next to it",
     )
+    parser.add_argument("--chart", type=Path, help="draw the chart to STEM.png and STEM.svg")
     parser.add_argument("--workdir", type=Path, help="where files are written (default: temp)")
     parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
-        help="write a cProfile of every timed operation to DIR (slows them: not for figures)",
+        help="cProfile every timed operation's last round into DIR (slows them: not figures)",
     )
     args = parser.parse_args(argv)
-    if args.profile is not None:
-        global PROFILE_DIR
-        args.profile.mkdir(parents=True, exist_ok=True)
-        PROFILE_DIR = args.profile.resolve()
-    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
-    if args.models is None:  # --repeat 1 is a smoke run: keep it short
-        args.models = "custom" if args.repeat == 1 else "custom,builtin"
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    smoke = args.repeat == 1
+    sizes = parse_sizes(args.sizes)
+    if not sizes:
+        parser.error("--sizes names no size")
+    modes = [m.strip() for m in (args.modes or ("warm" if smoke else "fresh,warm")).split(",")]
+    if not set(modes) <= {"fresh", "warm"} or not modes:
+        parser.error("--modes takes fresh, warm or fresh,warm")
+    if args.models is None:
+        args.models = "custom" if smoke else "custom,builtin"
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not set(models) <= {"custom", "builtin"} or not models:
         parser.error("--models takes custom, builtin or custom,builtin")
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+    contended = (
+        parse_sizes(args.contended)
+        if args.contended is not None
+        else [s for s in sizes if s <= 25_000_000][:2]
+    )
+    backend_sizes = (
+        parse_sizes(args.backend_sizes) if args.backend_sizes is not None else sorted(sizes)[:2]
+    )
+    checkpoint_sizes = parse_sizes(args.checkpoint if args.checkpoint is not None else "1M,25M")
+    if smoke and args.checkpoint is None:
+        checkpoint_sizes = checkpoint_sizes[:1]
+    wanted_backends = parse_list(args.backends)
+    unknown = sorted(set(wanted_backends) - set(BACKENDS))
+    if unknown:
+        parser.error(f"unknown backend(s) {', '.join(unknown)}; choose among {', '.join(BACKENDS)}")
+    profile = None
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        profile = args.profile.resolve()
+    chart_stem = args.chart
+    if chart_stem is None and args.markdown and args.markdown != "-":
+        chart_stem = Path(args.markdown).with_name("benchmarks-chart")
 
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="keras-safe-bench-", dir=args.workdir))
+    runs: list[dict[str, Any]] = []
+    report: dict[str, Any] = {"repeat": args.repeat}
     try:
-        runs = []
+        largest = max(sizes)
         for params in sizes:
-            # Custom blocks at every size; the built-in stack once, at the largest.
+            dtype = dtype_for(params, args.dtype)
             for kind in models:
-                if kind == "custom" or params == max(sizes):
-                    log(f"{kind} model, {size_label(params)} parameters")
-                    runs.append(bench_size(params, kind, args.repeat, workdir))
-        log("constructions")
-        construction = run_worker({"job": "construct", "count": 10_000, "rounds": args.repeat})
+                if kind == "builtin" and params != largest:
+                    continue  # the built-in stack once, at the largest size
+                for mode in modes:
+                    log(f"{mode}: {kind} model, {size_label(params)} parameters ({dtype})")
+                    if mode == "fresh":
+                        runs.append(fresh_run(params, kind, args.repeat, workdir, dtype, profile))
+                    else:
+                        runs.append(warm_run(params, kind, args.repeat, workdir, dtype, profile))
+        for params in contended:
+            dtype = dtype_for(params, args.dtype)
+            log(f"contended ({os.cpu_count()} CPU burners): custom model, {size_label(params)}")
+            runs.append(
+                warm_run(params, "custom", args.repeat, workdir, dtype, None, mode="contended")
+            )
+        installed, missing = installed_backends(wanted_backends)
+        backends: dict[str, str] = {name: "not installed" for name in missing}
+        errors: dict[str, str] = {}
+        for backend in installed:
+            backends[backend] = "ok"
+            for params in backend_sizes:
+                have = any(
+                    r["mode"] == "warm"
+                    and r["backend"] == backend
+                    and r["size"] == params
+                    and r["model"] == "custom"
+                    for r in runs
+                )
+                if have:
+                    continue
+                log(f"backend {backend}: custom model, {size_label(params)}")
+                try:
+                    runs.append(
+                        warm_run(
+                            params,
+                            "custom",
+                            args.repeat,
+                            workdir,
+                            dtype_for(params, args.dtype),
+                            None,
+                            backend=backend,
+                        )
+                    )
+                except RuntimeError as exc:
+                    errors[f"{backend} {size_label(params)}"] = _last_error_line(str(exc))
+                    log(f"  failed: {errors[f'{backend} {size_label(params)}']}")
+        report["backends"] = backends
+        report["backend_errors"] = errors
+        report["backend_sizes"] = backend_sizes
+        checkpoints = []
+        for params in checkpoint_sizes:
+            steps = 20 if smoke else (300 if params <= 5_000_000 else 150)
+            epochs = 2 if smoke else 4
+            log(f"checkpoints: MLP {size_label(params)}, {steps} steps per epoch")
+            result = run_worker(
+                {
+                    "job": "checkpoint",
+                    "params": params,
+                    "steps": steps,
+                    "epochs": epochs,
+                    "rounds": 1 if smoke else 2,
+                    "workdir": str(workdir),
+                }
+            )
+            checkpoints.append(checkpoint_summary(result))
+        report["checkpoints"] = checkpoints
+        if "fresh" in modes:
+            log("constructions")
+            construction = run_worker({"job": "construct", "count": 10_000, "rounds": args.repeat})
+            report["construction"] = construction_summary(construction)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     rows = [row for run in runs for row in summarise(run)]
-    report: dict[str, Any] = {
-        "machine": machine(),
-        "repeat": args.repeat,
-        "params": {f"{r['model']}-{r['size']}": r["info"]["params"] for r in runs},
-        "rows": rows,
-        "digests": {
+    report.update(
+        {
+            "machine": machine(),
+            "rows": rows,
+            "runs": runs,
+            "wall_seconds": time.perf_counter() - started,
+        }
+    )
+    fresh = [r for r in runs if r["mode"] == "fresh"]
+    if fresh:
+        report["digests"] = {
             f"{_MODEL_NAMES[r['model']]} {size_label(r['info']['params'])}": digest_summary(r)
-            for r in runs
-        },
-        "construction": construction_summary(construction),
-        "imports": {
-            key: stats([i[key] for run in runs for i in run["imports"]])
+            for r in fresh
+        }
+        report["imports"] = {
+            key: stats([i[key] for run in fresh for i in run["imports"]])
             for key in ("keras", "keras_safe")
-        },
-        "runs": runs,
-        "wall_seconds": time.perf_counter() - started,
-    }
-    report["targets"] = check_targets(rows, report["construction"])
+        }
+    report["targets"] = check_targets(rows)
+    if chart_stem is not None:
+        try:
+            written = draw_chart(report, chart_stem)
+            report["chart"] = [str(p) for p in written]
+            log("chart: " + ", ".join(str(p) for p in written))
+        except ImportError:
+            log("chart: matplotlib is not installed (pip install 'keras_safe[bench]')")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     if args.markdown and args.markdown != "-":
-        replace_block(Path(args.markdown), markdown(report))
+        target = Path(args.markdown)
+        chart = None
+        if chart_stem is not None and report.get("chart"):
+            chart = os.path.relpath(chart_stem.with_suffix(".svg"), target.parent)
+        replace_block(target, markdown(report), chart)
     print(markdown(report) if args.markdown == "-" else text_report(report))
+    if profile is not None:
+        summary = profile_summary(profile, min(sizes))
+        (profile / "summary.txt").write_text(summary)
+        log(f"profiles in {profile}; top entries of save(verify=True): {profile / 'summary.txt'}")
     log(f"done in {report['wall_seconds']:.0f} s")
     return 0
+
+
+def parse_list(text: str | None) -> list[str]:
+    if not text or text.strip().lower() == "none":
+        return []
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _last_error_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line)]
+    return (errors or lines or ["unknown error"])[-1][:200]
 
 
 if __name__ == "__main__":
