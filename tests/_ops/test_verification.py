@@ -187,8 +187,8 @@ def test_compared_weights_are_read_into_one_reused_buffer(
     buffers: list[int] = []
     read = _keras.RecordingH5Store._read_as_tensor
 
-    def recording(store: Any, key: str) -> Any:
-        tensor = read(store, key)
+    def recording(store: Any, *args: Any) -> Any:
+        tensor = read(store, *args)
         buffers.append(store._scratch.ctypes.data)
         return tensor
 

@@ -233,11 +233,17 @@ class DatasetChecker:
             self.known.add((tuple(int(d) for d in variable.shape), dtype))
         self.largest = max((math.prod(shape) for shape, _ in self.known), default=0)
 
-    def __call__(self, path: str, ds: Any) -> None:
+    def __call__(
+        self, path: str, ds: Any, described: tuple[tuple[int, ...], str] | None = None
+    ) -> None:
+        """Refuse ``ds`` unless it fits a variable; ``described``: its (shape, dtype), if known."""
         if not isinstance(ds, h5py.Dataset):
             return
-        shape = tuple(int(d) for d in (ds.shape or ()))
-        dtype = "bfloat16" if ds.attrs.get("dtype") == "bfloat16" else str(ds.dtype)
+        if described is not None:
+            shape, dtype = tuple(int(d) for d in described[0]), described[1]
+        else:
+            shape = tuple(int(d) for d in (ds.shape or ()))
+            dtype = "bfloat16" if ds.attrs.get("dtype") == "bfloat16" else str(ds.dtype)
         if (shape, dtype) in self.known:
             return
         size = "larger than any" if math.prod(shape) > self.largest else "unlike any"

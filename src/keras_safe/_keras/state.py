@@ -156,15 +156,18 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
                 raise ValueError(f"Invalid H5 file, expected Dataset, received {type(dataset)}")
         else:
             dataset = compat.safe_get_h5_dataset(group, key)  # Keras' guards
+        shape, dtype = tuple(dataset.shape or ()), dataset.dtype
+        marked = "dtype" in dataset.attrs  # Keras' bfloat16 marker
         if self.check is not None:
-            self.check(path, dataset)
-        value = self._read_as_tensor(dataset)
+            name = "bfloat16" if marked and dataset.attrs["dtype"] == "bfloat16" else str(dtype)
+            self.check(path, dataset, (shape, name))
+        value = None if marked else self._read_as_tensor(dataset, shape, dtype)
         if value is None:
             value = super().__getitem__(key)
         self.consumed.add(path)
         return value
 
-    def _read_as_tensor(self, dataset: Any) -> Any:
+    def _read_as_tensor(self, dataset: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Any:
         """A dataset as a tensor over the bytes read, or None where that does not apply.
 
         Keras' store returns a new numpy array per dataset, which TensorFlow
@@ -177,10 +180,9 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         A layer whose ``load_own_variables`` needs numpy arrays fails here,
         and the ordinary rebuild takes over.
         """
-        dtype, shape = dataset.dtype, dataset.shape
         nbytes = math.prod(shape) * dtype.itemsize
-        if dtype.kind not in "biuf" or nbytes == 0 or "dtype" in dataset.attrs:
-            return None  # strings, empty, bfloat16 marker: Keras' own path
+        if dtype.kind not in "biuf" or nbytes == 0:
+            return None  # strings, empty: Keras' own path
         import tensorflow as tf
 
         needed = nbytes + _TF_ALIGNMENT
@@ -190,7 +192,7 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         offset = -self._scratch.ctypes.data % _TF_ALIGNMENT
         raw = self._scratch[offset : offset + nbytes]
         array = raw.view(dtype).reshape(shape)
-        dataset.read_direct(array)
+        dataset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, array)  # read_direct, without its selections
         tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
         self._lent = weakref.ref(array)  # dies when TensorFlow releases the tensor
         return tensor
