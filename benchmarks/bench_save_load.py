@@ -55,10 +55,12 @@ of the machine's memory; the table says which dtype each row used.
 ``--markdown docs/benchmarks.md`` replaces the tables between the
 ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` markers of that file and
 draws the chart (``docs/benchmarks-chart.png`` and ``.svg``, matplotlib)
-from the same run. ``--chart STEM`` writes the chart elsewhere.
-``--profile DIR`` writes a cProfile of each timed operation's last round
-(which slows it: not for figures) and the top entries of the smallest
-model's ``save(verify=True)`` to ``DIR/summary.txt``.
+from the same run, referenced between ``<!-- bench-chart -->`` and
+``<!-- bench-chart:end -->``. ``--chart STEM`` writes the chart elsewhere.
+``--from-json FILE`` publishes a run saved with ``--json FILE`` again
+without measuring. ``--profile DIR`` writes a cProfile of each timed
+operation's last round (which slows it: not for figures) and the top
+entries of the smallest model's ``save(verify=True)`` to ``DIR/summary.txt``.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ RSS_TARGET = 1.0
 CPU_TARGET = 1.2
 CONSTRUCTION_TARGET = 1.3
 MARK_BEGIN, MARK_END = "<!-- bench:begin -->", "<!-- bench:end -->"
-CHART_MARK = re.compile(r"<!-- bench-chart[^>]*-->(?:\n!\[[^\n]*\)\n?)?")
+CHART_BEGIN, CHART_END = "<!-- bench-chart -->", "<!-- bench-chart:end -->"
 
 
 def parse_size(text: str) -> int:
@@ -594,14 +596,14 @@ def replace_block(path: Path, table: str, chart: str | None) -> None:
         raise SystemExit(f"{path} has no {MARK_BEGIN} ... {MARK_END} block to replace.")
     text = text[: start + len(MARK_BEGIN)] + "\n" + table + "\n" + text[end:]
     if chart is not None:
+        first, last = text.find(CHART_BEGIN), text.find(CHART_END)
+        if first < 0 or last < first:
+            raise SystemExit(f"{path} has no {CHART_BEGIN} ... {CHART_END} block for the chart.")
         image = (
-            "<!-- bench-chart: drawn by the run that wrote the tables below -->\n"
-            f"![Time and peak memory of save and load against model size, plain Keras and "
+            "![Time and peak memory of save and load against model size, plain Keras and "
             f"keras_safe]({chart})\n"
         )
-        text, found = CHART_MARK.subn(image, text, count=1)
-        if not found:
-            raise SystemExit(f"{path} has no <!-- bench-chart --> placeholder for the chart.")
+        text = text[: first + len(CHART_BEGIN)] + "\n" + image + text[last:]
     path.write_text(text)
 
 
@@ -741,7 +743,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="cProfile every timed operation's last round into DIR (slows them: not figures)",
     )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="FILE",
+        help="measure nothing: publish the results a run wrote with --json FILE",
+    )
     args = parser.parse_args(argv)
+    chart_stem = args.chart
+    if chart_stem is None and args.markdown and args.markdown != "-":
+        chart_stem = Path(args.markdown).with_name("benchmarks-chart")
+    if args.from_json is not None:
+        publish(json.loads(args.from_json.read_text()), args.markdown, chart_stem)
+        return 0
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     smoke = args.repeat == 1
@@ -775,10 +789,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
         profile = args.profile.resolve()
-    chart_stem = args.chart
-    if chart_stem is None and args.markdown and args.markdown != "-":
-        chart_stem = Path(args.markdown).with_name("benchmarks-chart")
-
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="keras-safe-bench-", dir=args.workdir))
     runs: list[dict[str, Any]] = []
@@ -838,8 +848,8 @@ def main(argv: list[str] | None = None) -> int:
         report["backend_sizes"] = backend_sizes
         checkpoints = []
         for params in checkpoint_sizes:
-            steps = 20 if smoke else (300 if params <= 5_000_000 else 150)
-            epochs = 2 if smoke else 4
+            steps = 20 if smoke else (300 if params <= 5_000_000 else 100)
+            epochs = 2 if smoke else 4  # the first (tracing) epoch is left out
             log(f"checkpoints: MLP {size_label(params)}, {steps} steps per epoch")
             result = run_worker(
                 {
@@ -847,7 +857,7 @@ def main(argv: list[str] | None = None) -> int:
                     "params": params,
                     "steps": steps,
                     "epochs": epochs,
-                    "rounds": 1 if smoke else 2,
+                    "rounds": 1,
                     "workdir": str(workdir),
                 }
             )
@@ -880,6 +890,19 @@ def main(argv: list[str] | None = None) -> int:
             for key in ("keras", "keras_safe")
         }
     report["targets"] = check_targets(rows)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    publish(report, args.markdown, chart_stem)
+    if profile is not None:
+        summary = profile_summary(profile, min(sizes))
+        (profile / "summary.txt").write_text(summary)
+        log(f"profiles in {profile}; top entries of save(verify=True): {profile / 'summary.txt'}")
+    log(f"done in {report['wall_seconds']:.0f} s")
+    return 0
+
+
+def publish(report: dict[str, Any], markdown_to: str | None, chart_stem: Path | None) -> None:
+    """Draw the chart, replace the tables of a page (``markdown_to``) and print the results."""
     if chart_stem is not None:
         try:
             written = draw_chart(report, chart_stem)
@@ -887,21 +910,13 @@ def main(argv: list[str] | None = None) -> int:
             log("chart: " + ", ".join(str(p) for p in written))
         except ImportError:
             log("chart: matplotlib is not installed (pip install 'keras_safe[bench]')")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
-    if args.markdown and args.markdown != "-":
-        target = Path(args.markdown)
+    if markdown_to and markdown_to != "-":
+        target = Path(markdown_to)
         chart = None
         if chart_stem is not None and report.get("chart"):
             chart = os.path.relpath(chart_stem.with_suffix(".svg"), target.parent)
         replace_block(target, markdown(report), chart)
-    print(markdown(report) if args.markdown == "-" else text_report(report))
-    if profile is not None:
-        summary = profile_summary(profile, min(sizes))
-        (profile / "summary.txt").write_text(summary)
-        log(f"profiles in {profile}; top entries of save(verify=True): {profile / 'summary.txt'}")
-    log(f"done in {report['wall_seconds']:.0f} s")
-    return 0
+    print(markdown(report) if markdown_to == "-" else text_report(report))
 
 
 def parse_list(text: str | None) -> list[str]:

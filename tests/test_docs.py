@@ -101,6 +101,7 @@ def test_troubleshooting_covers_every_error() -> None:
 def test_benchmark_page_keeps_the_markers_the_benchmark_replaces() -> None:
     page = (DOCS / "benchmarks.md").read_text()
     assert page.count("<!-- bench:begin -->") == 1 and page.count("<!-- bench:end -->") == 1
+    assert page.count("<!-- bench-chart -->") == 1 and page.count("<!-- bench-chart:end -->") == 1
     assert "--markdown docs/benchmarks.md" in page
 
 

@@ -1,0 +1,161 @@
+"""The save/load benchmark's reporting: tables, targets, the page it rewrites, the chart.
+
+The measurements themselves run in CI as a smoke run (``./dev.sh bench
+--sizes 1M --repeat 1``); these tests cover what the full run publishes,
+from samples made up here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT
+
+_spec = importlib.util.spec_from_file_location(
+    "bench_save_load", ROOT / "benchmarks" / "bench_save_load.py"
+)
+assert _spec is not None and _spec.loader is not None
+bench: Any = importlib.util.module_from_spec(_spec)
+sys.modules["bench_save_load"] = bench
+_spec.loader.exec_module(bench)
+
+
+def _sample(seconds: float, cpu: float, peak_mb: float) -> dict[str, Any]:
+    return {"seconds": seconds, "cpu": cpu, "peak_rss": int(peak_mb * 2**20)}
+
+
+def _run(mode: str, size: int, backend: str = "tensorflow", verify: float = 1.4) -> dict[str, Any]:
+    """A run in which keras_safe's save(verify=True) takes ``verify`` times plain's save."""
+    save = {
+        "plain": [_sample(1.0, 0.9, 100), _sample(1.1, 0.9, 100)],
+        "plain_again": [_sample(1.05, 0.9, 100), _sample(1.0, 0.9, 100)],
+        "keras_safe": [_sample(1.0, 1.0, 90), _sample(1.0, 1.0, 90)],
+        "keras_safe_verify": [_sample(verify, 1.5, 90), _sample(verify * 1.1, 1.5, 90)],
+    }
+    load = {
+        "plain": [_sample(2.0, 1.0, 120), _sample(2.0, 1.0, 120)],
+        "keras_safe": [_sample(1.9, 1.1, 110), _sample(1.9, 1.1, 110)],
+    }
+    return {
+        "mode": mode,
+        "model": "custom",
+        "size": size,
+        "backend": backend,
+        "info": {"params": size + 512, "dtype": "bfloat16" if size >= 10**9 else "float32"},
+        "samples": {"save": save, "load": load},
+        "imports": [{"keras": 4.0, "keras_safe": 0.2}],
+    }
+
+
+def _report(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = [row for run in runs for row in bench.summarise(run)]
+    return {
+        "repeat": 2,
+        "machine": {
+            "date": "2026-12-06",
+            "cpu": "a CPU",
+            "cores": 2,
+            "memory_gb": 23.5,
+            "os": "Linux",
+            "versions": {"python": "3.11", "tensorflow": "2.21", "keras": "3.15"},
+        },
+        "rows": rows,
+        "runs": runs,
+        "backends": {"tensorflow": "ok", "jax": "ok", "torch": "not installed"},
+        "backend_errors": {},
+        "backend_sizes": [10**6],
+        "checkpoints": [
+            {
+                "params": 1_040_000,
+                "steps": 300,
+                "batch": 64,
+                "epoch_seconds": 2.0,
+                "sides": {
+                    "plain": {"seconds": 0.1, "cpu": 0.1, "fraction": 0.05},
+                    "keras_safe": {"seconds": 0.08, "cpu": 0.09, "fraction": 0.04},
+                },
+            }
+        ],
+        "targets": bench.check_targets(rows),
+    }
+
+
+def test_sizes_parse_with_suffixes_and_1b() -> None:
+    assert bench.parse_sizes("1M, 25M,1B") == [10**6, 25 * 10**6, 10**9]
+    assert bench.parse_sizes("none") == []
+    assert bench.size_label(1_000_512) == "1M" and bench.size_label(10**9) == "1B"
+    assert bench.dtype_for(10**6, "auto") == "float32"
+    assert bench.dtype_for(10**6, "bfloat16") == "bfloat16"
+
+
+def test_rows_carry_time_cpu_and_memory_ratios_and_targets_are_judged_as_shown() -> None:
+    rows = bench.summarise(_run("warm", 10**6, verify=1.504))
+    verify = next(r for r in rows if r["side"] == "keras_safe_verify")
+    assert verify["time_ratio"] == pytest.approx((1.504 + 1.504 * 1.1) / 2 / 1.05)
+    assert verify["cpu_ratio"] == pytest.approx(1.5 / 0.9)
+    assert verify["rss_ratio"] == pytest.approx(0.9)
+    assert not bench.missed(1.004, 1.0) and bench.missed(1.006, 1.0)
+    lines = bench.check_targets(rows)
+    assert any("save(verify=True), CPU time: 1.67x (target <= 1.2x) MISSED" in x for x in lines)
+    assert any("load (all checks), time: 0.95x (target <= 1.0x) ok" in x for x in lines)
+    assert not any("A/A" in x for x in lines)  # the noise rows are not held to targets
+
+
+def test_markdown_has_every_table_and_marks_missed_targets() -> None:
+    report = _report(
+        [
+            _run("fresh", 10**6),
+            _run("warm", 10**6, verify=2.0),
+            _run("contended", 10**6, verify=3.0),
+            _run("warm", 10**6, backend="jax"),
+            _run("warm", 10**9),
+        ]
+    )
+    text = bench.markdown(report)
+    assert "| fresh process | custom blocks 1M | save(verify=True) |" in text
+    assert "| warm process | custom blocks 1M | save(verify=True) | 1.05 (0.9) | 2.1 (1.5) | **2" in text
+    assert "| warm, all cores busy | custom blocks 1M | save(verify=True) |" in text
+    assert "custom blocks 1B (bfloat16)" in text
+    assert "| jax | custom blocks 1M |" in text and "| torch | not installed |" in text
+    assert "| MLP 1.04M, 300 steps of 64 | 2.00 s | 0.100 s (5.0%) | 0.080 s (4.0%) | - |" in text
+    contended = next(line for line in text.splitlines() if "all cores busy" in line)
+    assert "**" not in contended  # shown, not held to targets
+
+
+def test_the_page_gets_tables_and_chart_between_its_markers(tmp_path: Path) -> None:
+    page = tmp_path / "benchmarks.md"
+    page.write_text(
+        "intro\n<!-- bench-chart -->\nold chart\n<!-- bench-chart:end -->\n"
+        "<!-- bench:begin -->\nold table\n<!-- bench:end -->\nafter\n"
+    )
+    bench.replace_block(page, "| new | table |", "benchmarks-chart.svg")
+    text = page.read_text()
+    assert "old" not in text and text.startswith("intro\n") and text.endswith("after\n")
+    assert "<!-- bench:begin -->\n| new | table |\n<!-- bench:end -->" in text
+    assert "](benchmarks-chart.svg)\n<!-- bench-chart:end -->" in text
+    # The real page keeps both pairs of markers (test_docs checks them).
+    real = (ROOT / "docs" / "benchmarks.md").read_text()
+    copy = tmp_path / "real.md"
+    copy.write_text(real)
+    bench.replace_block(copy, "| t |", "benchmarks-chart.svg")
+
+
+def test_a_saved_run_is_published_again_with_its_chart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    report = _report([_run("warm", 10**6), _run("warm", 25 * 10**6), _run("fresh", 10**6)])
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps(report))
+    page = tmp_path / "benchmarks.md"
+    page.write_text((ROOT / "docs" / "benchmarks.md").read_text())
+    assert bench.main(["--from-json", str(saved), "--markdown", str(page)]) == 0
+    assert (tmp_path / "benchmarks-chart.png").stat().st_size > 10_000
+    assert "<svg" in (tmp_path / "benchmarks-chart.svg").read_text()
+    assert "](benchmarks-chart.svg)" in page.read_text()
+    assert "Targets:" in capsys.readouterr().out
