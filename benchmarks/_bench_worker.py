@@ -223,7 +223,7 @@ def _save_operation(side: str, model: Any, path: str) -> Any:
     if side.startswith("plain"):
         return lambda: model.save(path)
     verify = side == "keras_safe_verify"
-    return lambda: keras_safe.save(model, path, verify=verify)
+    return lambda: keras_safe.save(model, path, roundtrip=verify)
 
 
 def _load_operation(side: str, path: str) -> Any:
@@ -268,9 +268,9 @@ def job_load(spec: dict[str, Any]) -> dict[str, Any]:
 def job_prepare(spec: dict[str, Any]) -> dict[str, Any]:
     """Write the file the loaders read (and a tiny one to warm up with); time digests."""
     dtype = spec.get("dtype", "float32")
-    keras_safe.save(build_model(spec["model"], 5_000, dtype), spec["warm_path"], verify=False)
+    keras_safe.save(build_model(spec["model"], 5_000, dtype), spec["warm_path"], roundtrip=False)
     model = build_model(spec["model"], spec["params"], dtype)
-    keras_safe.save(model, spec["path"], verify=False)
+    keras_safe.save(model, spec["path"], roundtrip=False)
     return {**_describe(model, spec), "digest": _digests(spec["path"], spec["rounds"])}
 
 
@@ -366,7 +366,7 @@ def job_warm(spec: dict[str, Any]) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(dir=spec["workdir"]))
     try:
         source = workdir / "source.keras"
-        keras_safe.save(model, source, verify=False)
+        keras_safe.save(model, source, roundtrip=False)
         operations: dict[tuple[str, str], Any] = {}
         for side in spec.get("save_sides", SAVE_SIDES):
             operations["save", side] = _save_operation(side, model, str(workdir / f"{side}.keras"))
@@ -476,7 +476,7 @@ def job_checkpoint(spec: dict[str, Any]) -> dict[str, Any]:
                         keras.callbacks.ModelCheckpoint(path)
                         if side == "plain"
                         else keras_safe.callbacks.SafeCheckpoint(
-                            path, verify=side == "keras_safe_verify"
+                            path, roundtrip=side == "keras_safe_verify"
                         )
                     )
                     timed = _Timed(callback)

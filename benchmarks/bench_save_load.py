@@ -13,7 +13,7 @@ built-in ``Dense`` layers), compiled with Adam and stepped once so that
 optimizer state is saved and loaded too, is saved and loaded by each side:
 
 - save: plain ``model.save`` (twice: the A/A row is the run's noise floor),
-  ``keras_safe.save(verify=False)``, ``keras_safe.save(verify=True)``;
+  ``keras_safe.save(roundtrip=False)``, ``keras_safe.save(roundtrip=True)``;
 - load: plain ``keras.models.load_model`` (twice, A/A) and ``keras_safe.load``
   with every check on, all reading the same file.
 
@@ -41,7 +41,7 @@ rounds (5 or more for figures worth quoting). Also measured:
 - ``--checkpoint SIZES``: the cost of one checkpoint during a small training
   run (an MLP on synthetic data, a few hundred steps per epoch), as a
   fraction of an epoch: ``keras.callbacks.ModelCheckpoint`` and
-  ``SafeCheckpoint`` (default, and with ``verify=True``);
+  ``SafeCheckpoint`` (default, and with ``roundtrip=True``);
 - in fresh mode: digest throughput, 10,000 layer constructions and ``import
   keras_safe`` after ``import keras``.
 
@@ -60,7 +60,7 @@ from the same run, referenced between ``<!-- bench-chart -->`` and
 ``--from-json FILE`` publishes a run saved with ``--json FILE`` again
 without measuring. ``--profile DIR`` writes a cProfile of each timed
 operation's last round (which slows it: not for figures) and the top
-entries of the smallest model's ``save(verify=True)`` to ``DIR/summary.txt``.
+entries of the smallest model's ``save(roundtrip=True)`` to ``DIR/summary.txt``.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ LOAD_SIDES = ("plain", "plain_again", "keras_safe")
 BACKENDS = ("tensorflow", "jax", "torch")
 LABELS = {
     ("save", "plain_again"): "save: plain vs plain (A/A)",
-    ("save", "keras_safe"): "save(verify=False)",
-    ("save", "keras_safe_verify"): "save(verify=True)",
+    ("save", "keras_safe"): "save(roundtrip=False)",
+    ("save", "keras_safe_verify"): "save(roundtrip=True)",
     ("load", "plain_again"): "load: plain vs plain (A/A)",
     ("load", "keras_safe"): "load (all checks)",
 }
@@ -462,7 +462,7 @@ def markdown(report: dict[str, Any]) -> str:
         "round(s). Times are medians of wall time, with CPU time (user + system, every thread) "
         "in parentheses; peak RSS is the process' largest resident size during the operation. "
         f"Ratios are keras_safe / plain Keras; a ratio in bold misses its target (time: "
-        f"save(verify=False) <= {TIME_TARGETS['save', 'keras_safe']}x, save(verify=True) <= "
+        f"save(roundtrip=False) <= {TIME_TARGETS['save', 'keras_safe']}x, save(roundtrip=True) <= "
         f"{TIME_TARGETS['save', 'keras_safe_verify']}x, load <= "
         f"{TIME_TARGETS['load', 'keras_safe']}x; CPU <= {CPU_TARGET}x; peak RSS <= "
         f"{RSS_TARGET}x). The A/A rows compare plain Keras "
@@ -502,7 +502,7 @@ def _backend_table(report: dict[str, Any]) -> list[str]:
         "",
         "Per backend (warm process; time ratio, CPU ratio in parentheses):",
         "",
-        "| backend | model | save(verify=False) | save(verify=True) | load |",
+        "| backend | model | save(roundtrip=False) | save(roundtrip=True) | load |",
         "|---|---|---:|---:|---:|",
     ]
     for backend, status in backends.items():
@@ -541,7 +541,8 @@ def _checkpoint_table(report: dict[str, Any]) -> list[str]:
         "Checkpoints during training (an MLP on synthetic data, a checkpoint per epoch; median "
         "seconds per checkpoint and its share of an epoch's training time):",
         "",
-        "| model | epoch | `ModelCheckpoint` | `SafeCheckpoint` | `SafeCheckpoint(verify=True)` |",
+        "| model | epoch | `ModelCheckpoint` | `SafeCheckpoint` | "
+        "`SafeCheckpoint(roundtrip=True)` |",
         "|---|---:|---:|---:|---:|",
     ]
     for c in checkpoints:
@@ -612,8 +613,8 @@ def replace_block(path: Path, table: str, chart: str | None) -> None:
 
 _LINES = (
     ("save", "plain", "save: plain Keras", "tab:blue", "-", "o"),
-    ("save", "keras_safe", "save: keras_safe (verify=False)", "tab:orange", "-", "o"),
-    ("save", "keras_safe_verify", "save: keras_safe (verify=True)", "tab:red", "-", "o"),
+    ("save", "keras_safe", "save: keras_safe (roundtrip=False)", "tab:orange", "-", "o"),
+    ("save", "keras_safe_verify", "save: keras_safe (roundtrip=True)", "tab:red", "-", "o"),
     ("load", "plain", "load: plain Keras", "tab:blue", "--", "s"),
     ("load", "keras_safe", "load: keras_safe", "tab:orange", "--", "s"),
 )
@@ -678,7 +679,7 @@ def draw_chart(report: dict[str, Any], stem: Path) -> list[Path]:
 
 
 def profile_summary(directory: Path, smallest: int, top: int = 30) -> str:
-    """The top entries (cumulative time) of the smallest model's save(verify=True) profile."""
+    """The top entries (cumulative time) of the smallest model's save(roundtrip=True) profile."""
     pattern = f"*custom-{size_label(smallest)}-save-keras_safe_verify.prof"
     found = sorted(directory.glob(pattern))
     if not found:
@@ -896,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
     if profile is not None:
         summary = profile_summary(profile, min(sizes))
         (profile / "summary.txt").write_text(summary)
-        log(f"profiles in {profile}; top entries of save(verify=True): {profile / 'summary.txt'}")
+        log(f"profiles in {profile}; save(roundtrip=True)'s top entries: {profile / 'summary.txt'}")
     log(f"done in {report['wall_seconds']:.0f} s")
     return 0
 

@@ -30,7 +30,7 @@ def _sample(seconds: float, cpu: float, peak_mb: float) -> dict[str, Any]:
 
 
 def _run(mode: str, size: int, backend: str = "tensorflow", verify: float = 1.4) -> dict[str, Any]:
-    """A run in which keras_safe's save(verify=True) takes ``verify`` times plain's save."""
+    """A run in which keras_safe's save(roundtrip=True) takes ``verify`` times plain's save."""
     save = {
         "plain": [_sample(1.0, 0.9, 100), _sample(1.1, 0.9, 100)],
         "plain_again": [_sample(1.05, 0.9, 100), _sample(1.0, 0.9, 100)],
@@ -101,7 +101,7 @@ def test_rows_carry_time_cpu_and_memory_ratios_and_targets_are_judged_as_shown()
     assert verify["rss_ratio"] == pytest.approx(0.9)
     assert not bench.missed(1.004, 1.0) and bench.missed(1.006, 1.0)
     lines = bench.check_targets(rows)
-    assert any("save(verify=True), CPU time: 1.67x (target <= 1.2x) MISSED" in x for x in lines)
+    assert any("save(roundtrip=True), CPU time: 1.67x (target <= 1.2x) MISSED" in x for x in lines)
     assert any("load (all checks), time: 0.95x (target <= 1.0x) ok" in x for x in lines)
     assert not any("A/A" in x for x in lines)  # the noise rows are not held to targets
 
@@ -117,10 +117,10 @@ def test_markdown_has_every_table_and_marks_missed_targets() -> None:
         ]
     )
     text = bench.markdown(report)
-    assert "| fresh process | custom blocks 1M | save(verify=True) |" in text
-    warm = "| warm process | custom blocks 1M | save(verify=True) | 1.05 (0.9) | 2.1 (1.5) |"
+    assert "| fresh process | custom blocks 1M | save(roundtrip=True) |" in text
+    warm = "| warm process | custom blocks 1M | save(roundtrip=True) | 1.05 (0.9) | 2.1 (1.5) |"
     assert warm + " **2.00x** | **1.67x** |" in text
-    assert "| warm, all cores busy | custom blocks 1M | save(verify=True) |" in text
+    assert "| warm, all cores busy | custom blocks 1M | save(roundtrip=True) |" in text
     assert "custom blocks 1B (bfloat16)" in text
     assert "| jax | custom blocks 1M |" in text and "| torch | not installed |" in text
     assert "| MLP 1.04M, 300 steps of 64 | 2.00 s | 0.100 s (5.0%) | 0.080 s (4.0%) | - |" in text
