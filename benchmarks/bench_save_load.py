@@ -46,7 +46,7 @@ rounds (5 or more for figures worth quoting). Also measured:
   keras_safe`` after ``import keras``.
 
 ``--repeat 1`` is a smoke run that keeps the script working: warm mode only,
-no A/A rows, a short training run. 1B parameters (``--sizes 1G``) need about
+no A/A rows, no busy-machine rows, a short training run. 1B parameters (``--sizes 1G``) need about
 24 GB: ``--dtype auto`` (the default) makes a model bfloat16 when its float32
 weights and Adam state (12 bytes per parameter) would take more than a third
 of the machine's memory; the table says which dtype each row used.
@@ -708,7 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--contended",
-        help="sizes measured again (warm) with every core busy (default: up to 25M; none)",
+        help="sizes measured again (warm) with every core busy (default: up to two sizes of "
+        "at most 25M; none with --repeat 1)",
     )
     parser.add_argument(
         "--backends",
@@ -774,6 +775,8 @@ def main(argv: list[str] | None = None) -> int:
     contended = (
         parse_sizes(args.contended)
         if args.contended is not None
+        else []
+        if smoke
         else [s for s in sizes if s <= 25_000_000][:2]
     )
     backend_sizes = (
