@@ -491,6 +491,7 @@ def test_two_threads_load_a_saved_model_at_once(tmp_path: Path) -> None:
         assert int(twin.optimizer.iterations) == int(model.optimizer.iterations)
         np.testing.assert_array_equal(np.asarray(twin(x, training=False)), expected)
 
+
 # -- shims for older Keras releases (keras_safe/_keras/compat.py) ----------------------
 #
 # Each test pins which Keras releases provide the private API a shim stands
@@ -713,3 +714,59 @@ def test_nested_container_weights_explains_unread_container_groups() -> None:
             'Fix: pip install --upgrade "keras>=3.15".'
         )
         assert compat.nested_container_weights(["a/container_2/dense/vars/0"]) is not None
+
+
+# -- optimizers under their public names ---------------------------------------------
+
+_TORCH_ADAM = {
+    "module": "keras.src.backend.torch.optimizers.torch_adam",
+    "class_name": "Adam",
+    "config": {"name": "adam", "learning_rate": 0.001},
+    "registered_name": "Adam",
+}
+
+
+def test_public_optimizer_names_rewrites_twins_at_any_depth() -> None:
+    public = {**_TORCH_ADAM, "module": "keras.optimizers", "registered_name": None}
+    scaled = {
+        "module": "keras.optimizers",
+        "class_name": "LossScaleOptimizer",
+        "config": {"inner_optimizer": _TORCH_ADAM, "name": "loss_scale_optimizer"},
+        "registered_name": None,
+    }
+    config = {"class_name": "Sequential", "config": {}, "compile_config": {"optimizer": scaled}}
+    rewritten = _keras.public_optimizer_names(config)
+    assert rewritten["compile_config"]["optimizer"]["config"]["inner_optimizer"] == public
+    assert config["compile_config"]["optimizer"]["config"]["inner_optimizer"] is _TORCH_ADAM
+    # What Keras writes for the public class under TensorFlow and JAX.
+    assert public == {
+        **keras.saving.serialize_keras_object(keras.optimizers.Adam(learning_rate=0.001)),
+        "config": public["config"],
+    }
+
+
+def test_public_optimizer_names_leaves_everything_else_alone() -> None:
+    untouched = [
+        {"compile_config": {"optimizer": {**_TORCH_ADAM, "module": "keras.optimizers"}}},
+        {"x": [{**_TORCH_ADAM, "class_name": "SGD"}]},
+        {"x": [{**_TORCH_ADAM, "registered_name": "attacker>Adam"}]},
+        {"x": {**_TORCH_ADAM, "module": "keras.src.backend.torch.optimizers.torch_optimizer"}},
+        [1, "keras.src.backend.torch.optimizers.torch_adam", None],
+    ]
+    for config in untouched:
+        assert _keras.public_optimizer_names(config) is config
+    unregistered = {**_TORCH_ADAM}
+    del unregistered["registered_name"]
+    assert _keras.public_optimizer_names(unregistered)["module"] == "keras.optimizers"
+
+
+def test_backend_optimizer_twins_are_none_on_this_backend() -> None:
+    """Only torch swaps classes (pinned against the table in tests/test_backends.py)."""
+    if keras.backend.backend() == "torch":
+        found = {
+            (made.__module__, made.__name__): _keras.public_keras_name(public)
+            for public, made in _keras.backend_optimizer_twins().items()
+        }
+        assert found == _keras.BACKEND_OPTIMIZER_TWINS
+    else:
+        assert _keras.backend_optimizer_twins() == {}

@@ -8,7 +8,7 @@ import pytest
 
 import keras_safe
 from keras_safe._format.manifest import Manifest, ModelSummary, describe_object
-from keras_safe._ops.drift import find_drift, report_drift
+from keras_safe._ops.drift import backend_note, find_drift, report_drift
 
 
 def Sample(x):
@@ -34,8 +34,8 @@ def test_environment_and_object_changes_are_listed() -> None:
 
     lines = find_drift(manifest_for(**then), now, {"t>Sample": Sample})
     assert "Keras 3.8.0 when saved, 3.15.1 now" in lines
-    assert "Keras backend jax when saved, tensorflow now" in lines
     assert "TensorFlow 2.18.0 when saved, 2.21.0 now" in lines
+    assert not any("jax" in line for line in lines)  # another backend is not drift
     assert any(line.startswith("t>Sample: was ") for line in lines)
     assert "t>Sample: signature was (x), now (x, y=0)" in lines
 
@@ -49,3 +49,23 @@ def test_report_warns_raises_or_stays_quiet() -> None:
         warnings.simplefilter("error")
         report_drift(["a change"], "ignore", "file.keras")
         report_drift([], "error", "file.keras")
+
+
+def test_another_backend_is_information_not_drift() -> None:
+    then = {"keras": "3.15.1", "backend": "torch", "tensorflow": None}
+    now = {"keras": "3.15.1", "backend": "jax", "tensorflow": None}
+    manifest = manifest_for(**then)
+    assert find_drift(manifest, now, {"t>Sample": Sample}) == []
+    note = backend_note(manifest, now)
+    assert note == (
+        "saved under the torch backend, loaded under jax: files move between backends, "
+        "weights and optimizer state included"
+    )
+    assert backend_note(manifest, then) is None
+    assert backend_note(manifest_for(keras="3.15.1"), now) is None  # not recorded
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report_drift([], "error", "file.keras", note)  # alone: nothing to report
+    with pytest.warns(keras_safe.CompatibilityWarning) as caught:
+        report_drift(["Keras 3.8.0 when saved, 3.15.1 now"], "warn", "file.keras", note)
+    assert f"  (for information, not a problem: {note})" in str(caught[0].message)

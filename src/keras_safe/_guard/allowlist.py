@@ -65,6 +65,9 @@ _REFUSED_LAYERS: tuple[type, ...] = tuple(
 )
 # Packages whose functions a config may name but that never hold model parts.
 _FOREIGN_PACKAGES = frozenset({"tensorflow", "tf", "numpy", "h5py", "jax", "torch", "builtins"})
+# Backend machinery; a config names it only for an optimizer twin, which the
+# load path rewrites to the public name before resolving (_keras.names).
+_BACKEND_PACKAGES = "keras.src.backend."
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -247,6 +250,23 @@ class Resolver:
         return self._refuse_keras(ref, module)
 
     def _refuse_keras(self, ref: Reference, module: str) -> Resolved:
+        if module.startswith(_BACKEND_PACKAGES):
+            backend = module[len(_BACKEND_PACKAGES) :].partition(".")[0]
+            public = _keras.BACKEND_OPTIMIZER_TWINS.get((module, ref.name))
+            if public is not None:
+                raise UnsafeModelError(
+                    f"{ref.where}: the config refers to {module}.{ref.name}, the {backend} "
+                    f"backend's twin of {public}, under registered_name {ref.registered_name!r}: "
+                    "Keras writes it under its class name, and would look that key up among "
+                    "custom objects first. Refusing to load it."
+                )
+            raise UnsafeModelError(
+                f"{ref.where}: the config refers to {module}.{ref.name}, a class of Keras' "
+                f"{backend} backend, which is not a model part. keras_safe accepts a backend's "
+                "class only as the twin of a public Keras optimizer, written as Keras writes "
+                "it (such as keras.src.backend.torch.optimizers.torch_adam.Adam, read as "
+                "keras.optimizers.Adam); refusing to load it."
+            )
         raise UnsafeModelError(
             f"{ref.where}: the config refers to {module}.{ref.name}, which is not a Keras "
             "layer, model, initializer, regularizer, constraint, activation, loss, metric, "

@@ -13,7 +13,9 @@ only:
   small attributes, a bounded object count, and datasets that together
   declare no more bytes than the file holds.
 * :class:`DatasetChecker` makes the store refuse, before reading it, a
-  dataset whose shape and dtype match no variable of the rebuilt model.
+  dataset whose shape and dtype match no variable of the rebuilt model
+  (integer counters excepted: int64 under TensorFlow, int32 elsewhere, so
+  one of the other width is accepted when its values fit).
 
 :func:`datasets` and :func:`dataset_shapes` list what a (checked) file holds.
 """
@@ -220,7 +222,9 @@ class DatasetChecker:
 
     A dataset Keras is about to read must have the shape and dtype of one
     of the model's variables (Keras would refuse it only after reading it
-    all). Keras catches exceptions raised while loading a layer, so every
+    all), but for the cast Keras makes when a file moves between backends:
+    int64 integers for an int32 variable of that shape, or the reverse,
+    when every value fits. Keras catches exceptions raised while loading a layer, so every
     refusal is also kept in :attr:`refusals` for the caller to raise.
     """
 
@@ -246,10 +250,46 @@ class DatasetChecker:
             dtype = "bfloat16" if ds.attrs.get("dtype") == "bfloat16" else str(ds.dtype)
         if (shape, dtype) in self.known:
             return
-        size = "larger than any" if math.prod(shape) > self.largest else "unlike any"
-        message = (
-            f"{self.where}: dataset {path!r} has shape {shape} and dtype {dtype}, {size} "
-            "variable of the model rebuilt from the config; refused before reading it."
-        )
+        other = _INTEGER_TWINS.get(dtype)
+        if other is not None and (shape, other) in self.known:
+            message = _cast_problem(ds, dtype, other)
+            if message is None:
+                return
+        else:
+            size = "larger than any" if math.prod(shape) > self.largest else "unlike any"
+            message = (
+                f"has shape {shape} and dtype {dtype}, {size} variable of the model rebuilt "
+                "from the config; refused before reading it."
+            )
+        message = f"{self.where}: dataset {path!r} {message}"
         self.refusals.append(message)
         raise UnsafeModelError(message)
+
+
+# The one change of dtype accepted on load, as Keras makes it (a variable casts
+# what it is assigned): integer variables declared with dtype "int", such as
+# the optimizer's step counter, are int64 under TensorFlow and int32 under
+# JAX and torch. A value narrowed to int32 must fit, or Keras would wrap it.
+_INTEGER_TWINS = {"int64": "int32", "int32": "int64"}
+
+
+def _cast_problem(ds: Any, saved: str, target: str) -> str | None:
+    """Why ``ds`` (integers of dtype ``saved``) cannot become ``target``, or None.
+
+    Its shape is that of a variable of the model, so reading it takes no more
+    memory than the variable does.
+    """
+    if np.iinfo(target).bits >= np.iinfo(saved).bits:
+        return None
+    values = np.asarray(ds[()])
+    if values.size == 0:
+        return None
+    low, high = int(values.min()), int(values.max())
+    limits = np.iinfo(target)
+    if limits.min <= low and high <= limits.max:
+        return None
+    return (
+        f"holds {saved} values from {low} to {high}, which do not fit the {target} variable of "
+        f"the model rebuilt from the config (Keras casts {saved} to {target} when the file "
+        "moves between backends, and would wrap them); refused."
+    )

@@ -61,6 +61,8 @@ from keras_safe._keras.models import (
     variable_budget,
 )
 from keras_safe._keras.names import (
+    BACKEND_OPTIMIZER_TWINS,
+    backend_optimizer_twins,
     builtin_function_modules,
     forget_registered_name,
     is_keras_operation,
@@ -68,6 +70,8 @@ from keras_safe._keras.names import (
     legacy_candidates,
     legacy_name_tables,
     public_keras_name,
+    public_optimizer_name,
+    public_optimizer_names,
     scoped_custom_objects,
     set_registered_name,
     snake_case,
@@ -83,6 +87,7 @@ from keras_safe._keras.state import (
 )
 
 __all__ = [
+    "BACKEND_OPTIMIZER_TWINS",
     "CheckpointCallback",
     "ObservingScope",
     "RecordingH5Store",
@@ -90,6 +95,7 @@ __all__ = [
     "add_functional_base",
     "all_layers",
     "array_view",
+    "backend_optimizer_twins",
     "build_by_running",
     "build_optimizer",
     "builtin_function_modules",
@@ -111,6 +117,8 @@ __all__ = [
     "model_variables",
     "optimizer_built_for",
     "public_keras_name",
+    "public_optimizer_name",
+    "public_optimizer_names",
     "restores_compile",
     "safe_mode",
     "scoped_custom_objects",

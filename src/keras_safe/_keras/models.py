@@ -24,6 +24,7 @@ from keras_safe._keras.deferred import (
     deferred_scope,
     deserialize_deferred,
 )
+from keras_safe._keras.names import public_optimizer_names
 
 
 def has_unbuilt_sublayers(layer: Any) -> bool:
@@ -83,10 +84,16 @@ def array_view(value: Any) -> np.ndarray[Any, Any]:
 
 
 def serialize_model(model: Any) -> dict[str, Any]:
-    """The model config exactly as ``model.save`` writes it to config.json."""
+    """The model config as ``model.save`` writes it to config.json, backend-neutral.
+
+    Exactly Keras' config, except that an optimizer the torch backend
+    replaced by its own subclass is named as the public class it stands for
+    (``keras.optimizers.Adam``), as Keras writes it under TensorFlow and JAX
+    (:func:`~keras_safe._keras.names.public_optimizer_names`).
+    """
     with serialization_lib.ObjectSharingScope():
         config = serialization_lib.serialize_keras_object(model)
-    return dict(config)
+    return dict(public_optimizer_names(config))
 
 
 @contextmanager

@@ -41,10 +41,100 @@ def unexported_symbol(module: str, name: str) -> Any:
     defines them; if Keras could write one, that module is already
     imported. None for any other module, and for a module not imported.
     """
-    if not module.startswith("keras.src."):
+    # Keras' backend packages hold one backend's machinery: a config names
+    # their classes only for an optimizer twin (see public_optimizer_names),
+    # which is rewritten to its public name before anything is resolved.
+    if not module.startswith("keras.src.") or module.startswith("keras.src.backend."):
         return None
     loaded = sys.modules.get(module)
     return getattr(loaded, name, None) if loaded is not None else None
+
+
+# -- optimizers under their public names -------------------------------------------
+#
+# On the torch backend, ``keras.optimizers.Adam(...)`` returns an instance of a
+# subclass defined in keras.src.backend.torch.optimizers
+# (``TorchOptimizer.__new__`` swaps the class), and Keras writes that
+# subclass's module into the file. Such a file names a module that exists
+# only for torch, so it cannot be resolved under another backend (and names a
+# module not imported yet in a fresh torch process). Each twin takes the
+# public optimizer's config unchanged and the public class builds the twin
+# again on torch, so the file can name the public class instead. The table
+# is exactly the one of TorchOptimizer.__new__, pinned by the tests.
+_TORCH_OPTIMIZERS = "keras.src.backend.torch.optimizers"
+BACKEND_OPTIMIZER_TWINS: dict[tuple[str, str], str] = {
+    (f"{_TORCH_OPTIMIZERS}.torch_{name.lower()}", name): f"keras.optimizers.{name}"
+    for name in (
+        "Adadelta",
+        "Adagrad",
+        "Adam",
+        "Adamax",
+        "AdamW",
+        "Lion",
+        "Nadam",
+        "RMSprop",
+        "SGD",
+    )
+}
+"""``(module, class name)`` of a backend's optimizer class -> its public name."""
+
+
+def public_optimizer_name(module: Any, class_name: Any, registered_name: Any) -> str | None:
+    """The public name of a backend optimizer twin, or None for anything else.
+
+    Only the exact ``(module, class name)`` pairs of
+    :data:`BACKEND_OPTIMIZER_TWINS`, written the way Keras writes them
+    (registered under their class name, or not at all); any other reference
+    into a backend package is left for the allowlist to refuse.
+    """
+    public = BACKEND_OPTIMIZER_TWINS.get((module, class_name))
+    if public is None or registered_name not in (None, class_name):
+        return None
+    return public
+
+
+def public_optimizer_names(config: Any) -> Any:
+    """``config`` with every backend optimizer twin written under its public name.
+
+    Returns ``config`` itself when it names none (the usual case), else a
+    copy in which each such reference reads as Keras writes the public
+    class under TensorFlow or JAX: ``{"module": "keras.optimizers",
+    "class_name": "Adam", "registered_name": None, ...}``.
+    """
+    if isinstance(config, list):
+        items = [public_optimizer_names(item) for item in config]
+        same = all(new is old for new, old in zip(items, config, strict=True))
+        return config if same else items
+    if not isinstance(config, dict):
+        return config
+    rewritten = {key: public_optimizer_names(value) for key, value in config.items()}
+    public = public_optimizer_name(
+        config.get("module"), config.get("class_name"), config.get("registered_name")
+    )
+    if public is not None:
+        module, _, name = public.rpartition(".")
+        rewritten.update(module=module, class_name=name, registered_name=None)
+        return rewritten
+    same = all(rewritten[key] is value for key, value in config.items())
+    return config if same else rewritten
+
+
+def backend_optimizer_twins() -> dict[type, type]:
+    """Public optimizer class -> the class the current backend instantiates for it.
+
+    Only classes that differ (on torch: the nine of
+    :data:`BACKEND_OPTIMIZER_TWINS`); for pinning the table in tests.
+    """
+    from keras.src import optimizers
+
+    found: dict[type, type] = {}
+    for cls in optimizers.ALL_OBJECTS:
+        if public_keras_name(cls) is None or not issubclass(cls, optimizers.Optimizer):
+            continue
+        made = type(cls.__new__(cls))
+        if made is not cls:
+            found[cls] = made
+    return found
 
 
 def is_keras_operation(obj: Any) -> bool:

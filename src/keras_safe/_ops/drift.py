@@ -1,10 +1,13 @@
 """What changed between the environment a file was saved in and this one.
 
-Environment drift (Keras, backend, TensorFlow versions) and per-object
-drift (module moved, ``__init__`` signature changed, source changed,
-distribution version changed) are reported together, as one
+Environment drift (Keras and TensorFlow versions) and per-object drift
+(module moved, ``__init__`` signature changed, source changed, distribution
+version changed) are reported together, as one
 :class:`~keras_safe.CompatibilityWarning` or :class:`~keras_safe.CompatibilityError`
-according to ``on_mismatch``.
+according to ``on_mismatch``. A change of Keras backend is not drift: files
+move between backends by design, so it is information (:func:`backend_note`),
+added to a report of drift and shown by ``keras-safe verify``, never a
+warning by itself.
 """
 
 from __future__ import annotations
@@ -18,13 +21,12 @@ from keras_safe._config.registry import registry
 from keras_safe._format.manifest import ENVIRONMENT_LABELS, Manifest, describe_object
 from keras_safe.errors import CompatibilityError, CompatibilityWarning, _see_docs
 
-__all__ = ["find_drift", "report_drift"]
+__all__ = ["backend_note", "find_drift", "report_drift"]
 
-# The versions that change how a model loads. A drift line stands alone, so
-# it names the backend as Keras'.
+# The versions that change how a model loads. The backend is not among them:
+# a file moves between backends by design (backend_note).
 _DRIFT_LABELS = {
     "keras": ENVIRONMENT_LABELS["keras"],
-    "backend": "Keras backend",
     "tensorflow": ENVIRONMENT_LABELS["tensorflow"],
 }
 
@@ -80,11 +82,33 @@ def find_drift(
     return lines
 
 
-def report_drift(lines: list[str], on_mismatch: str, path: object) -> None:
-    """Warn, raise or stay quiet about ``lines``, per ``on_mismatch``."""
+def backend_note(manifest: Manifest, current: Mapping[str, str | None]) -> str | None:
+    """A line of information when the file was saved under another Keras backend.
+
+    Not drift: keras_safe files load under every backend, weights and
+    optimizer state included (see the save/load guide, "Moving files
+    between backends"), so this is never a warning by itself.
+    """
+    saved, now = manifest.environment.get("backend"), current.get("backend")
+    if not saved or not now or saved == now:
+        return None
+    return (
+        f"saved under the {saved} backend, loaded under {now}: files move between backends, "
+        "weights and optimizer state included"
+    )
+
+
+def report_drift(lines: list[str], on_mismatch: str, path: object, note: str | None = None) -> None:
+    """Warn, raise or stay quiet about ``lines``, per ``on_mismatch``.
+
+    ``note`` (:func:`backend_note`) is information added to a report of
+    ``lines``; alone it is never reported.
+    """
     if not lines or on_mismatch == "ignore":
         return
     body = "\n".join(f"  - {line}" for line in lines)
+    if note is not None:
+        body += f"\n  (for information, not a problem: {note})"
     message = (
         f"{path} was saved in a different environment:\n{body}\n"
         "keras_safe rebuilds the model with the code of this process, so if these changes "

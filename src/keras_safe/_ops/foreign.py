@@ -104,6 +104,7 @@ def _summary(
 
 def derive_manifest(reader: ArchiveReader, config: dict[str, Any]) -> Manifest:
     """A manifest for a plain ``.keras`` archive, read off its config and members."""
+    config = _keras.public_optimizer_names(config)
     shapes: dict[str, tuple[tuple[int, ...], str]] = {}
     if reader.has(WEIGHTS):
         try:
@@ -205,7 +206,9 @@ def load_h5(path: Path, options: LoadOptions) -> Any:
     with _open_h5(path, options.limits) as handle:
         model_config, training = _h5_configs(handle, path, options.limits)
         resolver = Resolver(options.custom_objects, options.allow_imports)
-        configs = [model_config] + ([{"compile_config": training}] if training else [])
+        # Keras reads the training config only to compile the model.
+        compiled = training if options.compile else None
+        configs = [model_config] + ([{"compile_config": compiled}] if compiled else [])
         estimate = screen_resources(model_config, options.limits)
         resolve_all(configs, resolver, None, path, estimate.problems)
         budget = containment.variable_budget(path.stat().st_size)

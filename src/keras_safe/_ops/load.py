@@ -49,7 +49,7 @@ from keras_safe._guard.resources import (
     screen_resources,
 )
 from keras_safe._ops import foreign
-from keras_safe._ops.drift import find_drift, report_drift
+from keras_safe._ops.drift import backend_note, find_drift, report_drift
 from keras_safe._ops.options import (
     LoadKwargs,
     LoadOptions,
@@ -276,15 +276,26 @@ def load_archive(
         if hasher is not None:
             hasher.start()
     try:
-        config = parse_json(config_bytes, CONFIG, path, reader.limits)
+        # A torch optimizer is read as the public class it stands for, so the
+        # file loads under any backend; a model loaded without compiling never
+        # reads its compile config, so nothing in it is resolved either.
+        config = _keras.public_optimizer_names(
+            parse_json(config_bytes, CONFIG, path, reader.limits)
+        )
+        if not options.compile and config.get("compile_config") is not None:
+            config = {**config, "compile_config": None}
         estimate = screen_resources(config, reader.limits)
         resolver = Resolver(options.custom_objects, options.allow_imports)
         resolved = resolve_all([config], resolver, manifest, path, estimate.problems)
         if manifest is not None:
             live = {r.reference.key: r.obj for r in resolved if r.source == "registry"}
-            report_drift(find_drift(manifest, environment(), live), options.on_mismatch, path)
-        if not options.compile:
-            config = {**config, "compile_config": None}
+            now = environment()
+            report_drift(
+                find_drift(manifest, now, live),
+                options.on_mismatch,
+                path,
+                backend_note(manifest, now),
+            )
         # Variables are budgeted against the bytes the weights occupy in the
         # file: a compressed member may declare far more than it holds.
         weights_bytes = 0
@@ -340,7 +351,7 @@ def _warn_unapplied_compile(model: Any, compile_config: Any) -> None:
 def _same_compile(model: Any, saved: Any) -> bool:
     """Whether the model's constructor compiled it as it was saved (optimizer names aside)."""
     try:
-        current = json.loads(json.dumps(model.get_compile_config()))
+        current = _keras.public_optimizer_names(json.loads(json.dumps(model.get_compile_config())))
     except Exception:  # a custom get_compile_config
         return False
 
