@@ -242,6 +242,7 @@ def test_inspect_shows_versions_objects_members_and_summary(files: Files) -> Non
     out = proc.stdout
     manifest = keras_safe.inspect(files.model)
     assert f"Keras {keras.__version__}" in out and "TensorFlow" in out and "Python" in out
+    assert f"backend {keras.backend.backend()}" in out  # the backend it was saved under
     assert "cli_test>Gain  (layer)" in out and "defined in cli_layers.Gain" in out
     assert f"{manifest.model.layers} layers" in out
     assert f"{manifest.model.params:,} parameters" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,30 @@ def test_drift_reports_another_keras_version(tmp_path: Path) -> None:
         keras_safe.load(path, on_mismatch="error")
 
 
+def test_a_file_of_another_backend_loads_without_a_warning(tmp_path: Path) -> None:
+    from keras_safe._cli.text import verify_text
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = tmp_path / "m.keras"
+    keras_safe.save(model, path)
+    other = "jax" if keras.backend.backend() != "jax" else "torch"
+    with zipfile.ZipFile(path) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(contents["metadata.json"])
+    meta["keras_safe"]["environment"]["backend"] = other
+    contents["metadata.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+    assert keras_safe.inspect(path).backend == other
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        keras_safe.load(path, on_mismatch="error")
+        report = keras_safe.verify(path, on_mismatch="error")
+    assert report.ok and report.warnings == ()
+    assert f"  note: saved under the {other} backend, loaded under" in verify_text(report)
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
@@ -460,6 +485,32 @@ def test_loaded_model_is_compiled_and_continues_training(saved) -> None:
     """
     out = run_python(program, json.dumps(files), path=[code]).stdout
     assert "STEPS 1 2 None" in out
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_compile_false_resolves_nothing_of_the_compile_config(tmp_path: Path, suffix) -> None:
+    """A model loaded without compiling never reads its loss: it need not be available."""
+    path = tmp_path / f"m{suffix}"
+    with keras_safe.registry.scope():
+
+        @keras_safe.register(package="gone")
+        def half_mse(y_true: Any, y_pred: Any) -> Any:
+            return keras.ops.mean(keras.ops.square(y_true - y_pred)) / 2
+
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer="adam", loss=half_mse)
+        model.fit(np.ones((4, 2)), np.ones((4, 1)), verbose=0)
+        if suffix == ".keras":
+            keras_safe.save(model, path)
+        else:
+            model.save(path)
+    with pytest.raises(keras_safe.MissingObjectsError) as caught:
+        keras_safe.load(path)
+    assert "gone>half_mse (function" in str(caught.value)
+    assert "the loss passed to compile()" in str(caught.value)
+    loaded = keras_safe.load(path, compile=False)
+    assert getattr(loaded, "optimizer", None) is None
+    np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
 
 
 def test_short_names_in_custom_objects_reach_keras(tmp_path: Path) -> None:

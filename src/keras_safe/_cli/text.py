@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from keras_safe._cli.terminal import human_size
-from keras_safe._format.manifest import ENVIRONMENT_LABELS, Manifest, ObjectRecord
+from keras_safe._format.manifest import ENVIRONMENT_LABELS, Manifest, ObjectRecord, environment
+from keras_safe._ops.drift import backend_note
 
 __all__ = ["allow_imports_hint", "manifest_text", "verify_text"]
 
@@ -121,6 +122,9 @@ def verify_text(report: Any) -> str:
             f"  {len(manifest.objects)} custom object(s) resolved; the model was rebuilt and "
             "every weight in the file loaded into it"
         )
+    note = backend_note(manifest, environment()) if manifest is not None else None
+    if note is not None:
+        lines.append(f"  note: {note}")
     for warning in report.warnings:
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)

@@ -181,6 +181,11 @@ class Manifest:
     def tensorflow_version(self) -> str | None:
         return self.environment.get("tensorflow")
 
+    @property
+    def backend(self) -> str | None:
+        """The Keras backend the file was saved under (None when not recorded)."""
+        return self.environment.get("backend")
+
     def object(self, key: str) -> ObjectRecord | None:
         """The record for ``key``, or None."""
         return next((record for record in self.objects if record.key == key), None)
