@@ -65,9 +65,13 @@ _REFUSED_LAYERS: tuple[type, ...] = tuple(
 )
 # Packages whose functions a config may name but that never hold model parts.
 _FOREIGN_PACKAGES = frozenset({"tensorflow", "tf", "numpy", "h5py", "jax", "torch", "builtins"})
-# Backend machinery; a config names it only for an optimizer twin, which the
-# load path rewrites to the public name before resolving (_keras.names).
-_BACKEND_PACKAGES = "keras.src.backend."
+# A config names a backend's class only for an optimizer twin, which the load
+# path rewrites to its public name before resolving (_keras.names).
+_TWIN_EXAMPLE = next(
+    f"{module}.{name}, read as {public}"
+    for (module, name), public in _keras.BACKEND_OPTIMIZER_TWINS.items()
+    if name == "Adam"
+)
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -250,8 +254,8 @@ class Resolver:
         return self._refuse_keras(ref, module)
 
     def _refuse_keras(self, ref: Reference, module: str) -> Resolved:
-        if module.startswith(_BACKEND_PACKAGES):
-            backend = module[len(_BACKEND_PACKAGES) :].partition(".")[0]
+        backend = _keras.keras_backend_package(module)
+        if backend is not None:
             public = _keras.BACKEND_OPTIMIZER_TWINS.get((module, ref.name))
             if public is not None:
                 raise UnsafeModelError(
@@ -264,8 +268,7 @@ class Resolver:
                 f"{ref.where}: the config refers to {module}.{ref.name}, a class of Keras' "
                 f"{backend} backend, which is not a model part. keras_safe accepts a backend's "
                 "class only as the twin of a public Keras optimizer, written as Keras writes "
-                "it (such as keras.src.backend.torch.optimizers.torch_adam.Adam, read as "
-                "keras.optimizers.Adam); refusing to load it."
+                f"it (such as {_TWIN_EXAMPLE}); refusing to load it."
             )
         raise UnsafeModelError(
             f"{ref.where}: the config refers to {module}.{ref.name}, which is not a Keras "

@@ -6,7 +6,8 @@ Keras upgrade that moves them breaks this package (covered by
 ``tests/_keras/test_keras_compat.py``) instead of the whole library:
 
 - ``names``: exported symbols, registered names, legacy lookup tables,
-  non-exported built-ins and operation classes (``keras.src`` modules);
+  non-exported built-ins and operation classes (``keras.src`` modules), the
+  torch backend's optimizer classes and their public names;
 - ``models``: safe-mode building and serialization, the variable budget,
   the checkpoint callback hook;
 - ``state``: writing and reading the weights file;
@@ -66,6 +67,7 @@ from keras_safe._keras.names import (
     builtin_function_modules,
     forget_registered_name,
     is_keras_operation,
+    keras_backend_package,
     keras_symbol,
     legacy_candidates,
     legacy_name_tables,
@@ -109,6 +111,7 @@ __all__ = [
     "has_unbuilt_sublayers",
     "is_functional_init",
     "is_keras_operation",
+    "keras_backend_package",
     "keras_symbol",
     "legacy_candidates",
     "legacy_name_tables",

@@ -44,7 +44,7 @@ def unexported_symbol(module: str, name: str) -> Any:
     # Keras' backend packages hold one backend's machinery: a config names
     # their classes only for an optimizer twin (see public_optimizer_names),
     # which is rewritten to its public name before anything is resolved.
-    if not module.startswith("keras.src.") or module.startswith("keras.src.backend."):
+    if not module.startswith("keras.src.") or keras_backend_package(module) is not None:
         return None
     loaded = sys.modules.get(module)
     return getattr(loaded, name, None) if loaded is not None else None
@@ -77,6 +77,18 @@ BACKEND_OPTIMIZER_TWINS: dict[tuple[str, str], str] = {
     )
 }
 """``(module, class name)`` of a backend's optimizer class -> its public name."""
+
+
+def keras_backend_package(module: str) -> str | None:
+    """The backend whose package of Keras ``module`` is in (``"torch"``), or None.
+
+    Keras' backend packages (``keras.src.backend.<name>``) hold one backend's
+    machinery; a config names their classes only for an optimizer twin.
+    """
+    prefix = "keras.src.backend."
+    if not module.startswith(prefix):
+        return None
+    return module[len(prefix) :].partition(".")[0] or None
 
 
 def public_optimizer_name(module: Any, class_name: Any, registered_name: Any) -> str | None:
