@@ -224,8 +224,9 @@ class DatasetChecker:
     of the model's variables (Keras would refuse it only after reading it
     all), but for the cast Keras makes when a file moves between backends:
     int64 integers for an int32 variable of that shape, or the reverse,
-    when every value fits. Keras catches exceptions raised while loading a layer, so every
-    refusal is also kept in :attr:`refusals` for the caller to raise.
+    when every value fits. Keras catches exceptions raised while loading a
+    layer, so every refusal is also kept in :attr:`refusals` for the caller
+    to raise.
     """
 
     def __init__(self, variables: Iterable[Any], where: str) -> None:
