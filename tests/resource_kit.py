@@ -470,8 +470,8 @@ CASES = [
         # load: the variable budget; verify and upgrade inspect first: not HDF5.
         "weights could fill|file signature not found",
     ),
-    Case("cond_gadget", cond_gadget, False, "Cond"),
-    Case("node_string_gadget", node_string_gadget, False, "registered object"),
+    Case("cond_gadget", cond_gadget, True, "Cond"),
+    Case("node_string_gadget", node_string_gadget, True, "registered object"),
 ]
 
 

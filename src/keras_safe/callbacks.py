@@ -290,9 +290,13 @@ def load_latest(directory: str | os.PathLike[str], **load_kwargs: Unpack[LoadKwa
     return None
 
 
-def _listing(skipped: list[tuple[Path, KerasSafeError]]) -> str:
+def _listing(skipped: list[tuple[Path, KerasSafeError]], reasons: int = 12) -> str:
+    """One item per checkpoint: its error's first line, then (indented) the rest of it."""
     lines = []
     for path, exc in skipped:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        lines.append(f"  - {path.name}: {type(exc).__name__}: {first}")
+        text = str(exc).strip().splitlines() or [type(exc).__name__]
+        lines.append(f"  - {path.name}: {type(exc).__name__}: {text[0]}")
+        lines.extend(f"    {line.rstrip()}" for line in text[1 : 1 + reasons])
+        if len(text) > 1 + reasons:
+            lines.append(f"      ... and {len(text) - 1 - reasons} more line(s)")
     return "\n".join(lines)

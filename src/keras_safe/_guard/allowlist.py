@@ -35,7 +35,15 @@ from keras_safe.errors import MissingObjectsError, UnsafeModelError, _see_docs
 if TYPE_CHECKING:
     from keras_safe._format.manifest import Manifest
 
-__all__ = ["Reference", "Resolved", "Resolver", "iter_references", "resolve_all"]
+__all__ = [
+    "Reference",
+    "Resolved",
+    "Resolver",
+    "iter_references",
+    "resolve_all",
+    "resolve_pending",
+    "screen_all",
+]
 
 _FUNCTION_MODULES = ("keras.activations", "keras.losses", "keras.metrics")
 # Exported from those modules, but not model parts: they deserialize configs.
@@ -314,18 +322,21 @@ class Resolver:
 # -- every reference of a file ---------------------------------------------------------
 
 
-def resolve_all(
+def screen_all(
     configs: list[dict[str, Any]],
     resolver: Resolver,
     manifest: Manifest | None,
     path: Path,
     more_problems: list[str] | None = None,
-) -> list[Resolved]:
-    """Resolve every reference or raise, listing every unsafe or missing one.
+) -> tuple[list[Resolved], list[Reference]]:
+    """Refuse every unsafe reference of ``configs``, importing nothing.
 
-    Everything is checked without importing anything first; modules under
-    ``allow_imports`` are imported only for a file with nothing unsafe in it.
-    ``more_problems`` (the resource screen's) are refused with the rest.
+    Returns what resolved and what is still pending (to be found under
+    ``allow_imports``, or missing). ``more_problems`` (the resource
+    screen's) are refused with the rest.
+
+    Raises:
+        UnsafeModelError: listing every problem found, at once.
     """
     refs = [ref for config in configs for ref in iter_references(config, include_data=True)]
     if manifest is not None:
@@ -353,6 +364,22 @@ def resolve_all(
             f"{path} refers to things keras_safe does not load:\n{lines}\n"
             + _see_docs("UnsafeModelError")
         )
+    return resolved, pending
+
+
+def resolve_pending(
+    resolved: list[Resolved],
+    pending: list[Reference],
+    resolver: Resolver,
+    manifest: Manifest | None,
+    path: Path,
+) -> list[Resolved]:
+    """Resolve what :func:`screen_all` left pending, importing under ``allow_imports``.
+
+    Raises:
+        MissingObjectsError: listing every object still not found.
+    """
+    resolved = list(resolved)
     missing: dict[str, Reference] = {}
     for ref in pending:
         found = resolver.resolve(ref)
@@ -373,6 +400,22 @@ def resolve_all(
             _missing_message(missing, manifest, resolver, path), tuple(missing)
         )
     return resolved
+
+
+def resolve_all(
+    configs: list[dict[str, Any]],
+    resolver: Resolver,
+    manifest: Manifest | None,
+    path: Path,
+    more_problems: list[str] | None = None,
+) -> list[Resolved]:
+    """Resolve every reference or raise, listing every unsafe or missing one.
+
+    Everything is checked without importing anything first; modules under
+    ``allow_imports`` are imported only for a file with nothing unsafe in it.
+    """
+    resolved, pending = screen_all(configs, resolver, manifest, path, more_problems)
+    return resolve_pending(resolved, pending, resolver, manifest, path)
 
 
 def node_string_problems(configs: list[dict[str, Any]], resolver: Resolver) -> list[str]:

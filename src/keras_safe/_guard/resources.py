@@ -32,9 +32,8 @@ from typing import Any
 import numpy as np
 
 from keras_safe._format.limits import ArchiveLimits
-from keras_safe.errors import UnsafeModelError
 
-__all__ = ["BuildEstimate", "asset_vocabulary_bytes", "check_config", "screen_resources"]
+__all__ = ["BuildEstimate", "asset_vocabulary_bytes", "screen_resources"]
 
 _LOOKUP_LAYERS = frozenset({"StringLookup", "IntegerLookup", "TextVectorization", "IndexLookup"})
 _INPUT_LAYERS = frozenset({"InputLayer"})
@@ -86,23 +85,6 @@ def screen_resources(config: Any, limits: ArchiveLimits) -> BuildEstimate:
                 f"(nested models count once per call of them; limit {limits.max_layer_calls}, "
                 "ArchiveLimits.max_layer_calls)."
             )
-    return estimate
-
-
-def check_config(config: Any, where: object, limits: ArchiveLimits) -> BuildEstimate:
-    """The gate every entry point passes a parsed model config through.
-
-    Raises:
-        UnsafeModelError: listing what the config would make Keras compute or
-            allocate beyond ``limits``, or structure a saved model never has.
-    """
-    estimate = screen_resources(config, limits)
-    if estimate.problems:
-        lines = "\n".join(f"  - {line}" for line in dict.fromkeys(estimate.problems))
-        raise UnsafeModelError(
-            f"{where} asks Keras for more work or memory than a model needs, so it is "
-            f"refused before Keras builds anything:\n{lines}"
-        )
     return estimate
 
 

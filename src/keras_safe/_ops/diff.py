@@ -27,7 +27,7 @@ from keras_safe._format.integrity import (
 )
 from keras_safe._format.manifest import ENVIRONMENT_LABELS, Manifest, ObjectRecord
 from keras_safe._format.reader import CONFIG, WEIGHTS, ArchiveReader
-from keras_safe._guard.resources import check_config
+from keras_safe._guard.gate import check_configs
 from keras_safe._ops.compare import Sides, config_differences
 from keras_safe._ops.diff_weights import WeightChange, weight_changes
 from keras_safe._ops.foreign import derive_manifest
@@ -207,7 +207,7 @@ class _Side:
         self.reader = reader
         manifest = read_manifest(reader)
         config = self.config()
-        check_config(config, reader.path, reader.limits)
+        check_configs([config], reader.path, reader.limits, manifest=manifest)
         if manifest is None:
             manifest = derive_manifest(reader, config)
         self.manifest: Manifest = manifest

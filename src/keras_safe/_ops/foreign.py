@@ -19,10 +19,10 @@ from keras_safe._format.limits import ArchiveLimits
 from keras_safe._format.manifest import Manifest, MemberRecord, ModelSummary, ObjectRecord
 from keras_safe._format.reader import METADATA, WEIGHTS, ArchiveReader
 from keras_safe._guard import containment
-from keras_safe._guard.allowlist import Reference, Resolver, iter_references, resolve_all
+from keras_safe._guard.allowlist import Reference, Resolver, iter_references
+from keras_safe._guard.gate import check_configs, resolve_pending
 from keras_safe._guard.hdf5_bounds import dataset_shapes, scan_weights
 from keras_safe._guard.json_bounds import parse_json_object
-from keras_safe._guard.resources import check_config, screen_resources
 from keras_safe.errors import CompatibilityError, IntegrityError, KerasSafeError
 
 if TYPE_CHECKING:
@@ -173,7 +173,8 @@ def inspect_h5(path: Path, limits: ArchiveLimits | None = None) -> Manifest:
     """A manifest for a legacy ``.h5`` model file, read off its attributes."""
     with _open_h5(path, limits or ArchiveLimits()) as handle:
         model_config, training = _h5_configs(handle, path, limits or ArchiveLimits())
-        check_config(model_config, path, limits or ArchiveLimits())
+        configs = [model_config] + ([{"compile_config": training}] if training else [])
+        check_configs(configs, path, limits or ArchiveLimits())
         weights = handle.get("model_weights", handle)
         shapes = dataset_shapes(weights)
         keras_version = handle.attrs.get("keras_version")
@@ -209,8 +210,9 @@ def load_h5(path: Path, options: LoadOptions) -> Any:
         # Keras reads the training config only to compile the model.
         compiled = training if options.compile else None
         configs = [model_config] + ([{"compile_config": compiled}] if compiled else [])
-        estimate = screen_resources(model_config, options.limits)
-        resolve_all(configs, resolver, None, path, estimate.problems)
+        screened = check_configs(configs, path, options.limits, resolver=resolver)
+        estimate = screened.estimate
+        resolve_pending(screened.resolved, screened.pending, resolver, None, path)
         budget = containment.variable_budget(path.stat().st_size)
         try:
             with (

@@ -40,14 +40,10 @@ from keras_safe._format.limits import ArchiveLimits, resolve_limits
 from keras_safe._format.manifest import Manifest, environment
 from keras_safe._format.reader import ASSETS_DIR, CONFIG, WEIGHTS, ArchiveReader
 from keras_safe._guard import containment
-from keras_safe._guard.allowlist import Resolved, Resolver, resolve_all
+from keras_safe._guard.allowlist import Resolved, Resolver
+from keras_safe._guard.gate import check_configs, resolve_pending
 from keras_safe._guard.hdf5_bounds import DatasetChecker, dataset_shapes, open_weights, scan_weights
-from keras_safe._guard.resources import (
-    BuildEstimate,
-    asset_vocabulary_bytes,
-    check_config,
-    screen_resources,
-)
+from keras_safe._guard.resources import BuildEstimate, asset_vocabulary_bytes
 from keras_safe._ops import foreign
 from keras_safe._ops.drift import backend_note, find_drift, report_drift
 from keras_safe._ops.options import (
@@ -175,7 +171,7 @@ def inspect(filepath: str | os.PathLike[str], *, limits: ArchiveLimits | None = 
         with ArchiveReader(path, checked) as reader:
             manifest = read_manifest(reader)
             config = parse_json(reader.read(CONFIG), CONFIG, path, checked)
-            check_config(config, path, checked)
+            check_configs([config], path, checked, manifest=manifest)
             if reader.has(WEIGHTS):
                 # The same HDF5 checks as load and diff, though inspect reads no
                 # weight; weights that are not HDF5 at all (damage) do not stop it.
@@ -284,9 +280,12 @@ def load_archive(
         )
         if not options.compile and config.get("compile_config") is not None:
             config = {**config, "compile_config": None}
-        estimate = screen_resources(config, reader.limits)
         resolver = Resolver(options.custom_objects, options.allow_imports)
-        resolved = resolve_all([config], resolver, manifest, path, estimate.problems)
+        screened = check_configs(
+            [config], path, reader.limits, resolver=resolver, manifest=manifest
+        )
+        estimate = screened.estimate
+        resolved = resolve_pending(screened.resolved, screened.pending, resolver, manifest, path)
         if manifest is not None:
             live = {r.reference.key: r.obj for r in resolved if r.source == "registry"}
             now = environment()
@@ -382,7 +381,7 @@ def build_model(
     from), Keras may allocate variables for at most four times that
     (optimizer slots included): a config asking for ``Dense(units=10**9)``
     is refused before the memory is taken. With ``estimate`` (from
-    :func:`check_config`), what ``build()`` allocates besides variables is
+    :func:`~keras_safe._guard.gate.check_configs`), what ``build()`` allocates besides variables is
     bounded by what is left of ``max_build_bytes``.
     """
     budget = containment.variable_budget(weights_bytes)
