@@ -191,6 +191,19 @@ def long_oov_token(directory: Path) -> Path:
     )
 
 
+def tf_idf_padding(directory: Path) -> Path:
+    """TF-IDF weights padded to max_tokens=500_000_000 by numpy: 8 GB, and no Keras variable."""
+    return _lookup(
+        directory,
+        "tf_idf.keras",
+        vocabulary=["a", "b"],
+        idf_weights=[1.0, 1.0],
+        output_mode="tf_idf",
+        pad_to_max_tokens=True,
+        max_tokens=500_000_000,
+    )
+
+
 def asset_vocabulary(directory: Path) -> Path:
     """A StringLookup whose vocabulary asset holds 300_000 short tokens and one long one."""
     path = _lookup(directory, "asset_vocab.keras", vocabulary=None)
@@ -311,6 +324,27 @@ def deepest_first(directory: Path, count: int = 4_000) -> Path:
     layers.reverse()
     return _replace_config(
         directory, "deepest_first.keras", functional("small", layers, ["x"], [[previous, 0, 0]])
+    )
+
+
+def long_chain(directory: Path, count: int = 4_000) -> Path:
+    """A chain of ``count`` layers in the order Keras saves them: within every count.
+
+    Rebuilding it takes seconds (a few milliseconds per layer call), so only
+    the wall clock (``max_build_seconds``) can stop it sooner.
+    """
+    layers = [input_layer("x", [None, 4])]
+    previous = "x"
+    for i in range(count):
+        name = f"a{i}"
+        layers.append(
+            simple_layer(
+                "Activation", name, [call(tensor(previous, [None, 4]))], activation="linear"
+            )
+        )
+        previous = name
+    return _replace_config(
+        directory, "long_chain.keras", functional("small", layers, ["x"], [[previous, 0, 0]])
     )
 
 
@@ -457,6 +491,13 @@ CASES = [
     Case("long_token_vocabulary", long_token_vocabulary, True, "max_build_bytes"),
     Case("long_oov_token", long_oov_token, True, "max_build_bytes"),
     Case("asset_vocabulary", asset_vocabulary, False, "vocabulary numpy would pad"),
+    Case(
+        "tf_idf_padding",
+        tf_idf_padding,
+        True,
+        "look: StringLookup\\(output_mode='tf_idf', pad_to_max_tokens=True, "
+        "max_tokens=500000000\\).*ArchiveLimits.max_build_bytes",
+    ),
     Case("numpy_long_strings", numpy_long_strings, True, "max_build_bytes"),
     Case("numpy_subarray", numpy_subarray, True, "sub-array"),
     Case("legacy_repeated_weight_names", legacy_repeated_weight_names, True, "same object more"),

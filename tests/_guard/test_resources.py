@@ -167,7 +167,17 @@ def _legit_models() -> list[Any]:
         x, keras.layers.Dense(64, kernel_initializer="orthogonal", name="orth")(x), name="orth"
     )
     sequential = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="seq")
-    return [shared, nested, multi, normalized, orth, sequential]
+    s = keras.Input((2,), dtype="string", name="s")
+    tf_idf = keras.layers.StringLookup(
+        vocabulary=["a", "b"],
+        idf_weights=[0.5, 0.25],
+        output_mode="tf_idf",
+        pad_to_max_tokens=True,
+        max_tokens=1000,
+        name="tf_idf",
+    )
+    weighted = keras.Model(s, tf_idf(s), name="tf_idf")
+    return [shared, nested, multi, normalized, orth, sequential, weighted]
 
 
 def test_models_keras_saves_pass_the_screen_and_load(tmp_path: Path) -> None:
@@ -233,3 +243,23 @@ def test_orthogonal_is_not_computed_while_loading() -> None:
     assert not np.any(keras.ops.convert_to_numpy(skipped))
     computed = keras.ops.convert_to_numpy(initializer((8, 8)))
     np.testing.assert_allclose(computed @ computed.T, np.eye(8), atol=1e-5)
+
+
+def test_rebuild_is_stopped_at_max_build_seconds(tmp_path: Path) -> None:
+    """A graph within every count whose rebuild still takes seconds: the wall clock stops it."""
+    import time
+
+    path = resource_kit.long_chain(tmp_path)
+    limits = keras_safe.ArchiveLimits(max_build_seconds=1.0)
+    start = time.monotonic()
+    with pytest.raises(keras_safe.UnsafeModelError) as caught:
+        keras_safe.load(path, limits=limits)
+    elapsed = time.monotonic() - start
+    message = " ".join(str(caught.value).split())
+    assert "took longer than ArchiveLimits.max_build_seconds (1 s)" in message
+    assert re.search(r"stopped before calling Activation 'a\d+'", message)
+    assert "max_build_seconds=..." in message  # the fix, for a file one trusts
+    # Checked before every layer call: the overrun is one call, not the rest of the graph.
+    assert elapsed < 1.0 + 2.0, elapsed
+    with pytest.raises(keras_safe.KerasSafeError, match=r"ArchiveLimits\.max_build_seconds must"):
+        keras_safe.ArchiveLimits(max_build_seconds=0)

@@ -48,7 +48,13 @@ class ArchiveLimits:
         max_build_bytes: Memory the config makes Keras allocate besides
             variables, for the whole load: constants, lookup vocabularies
             (as numpy pads them, config and assets), Normalization's
-            broadcast mean and variance.
+            broadcast mean and variance, the bins, tokens and output sizes
+            of preprocessing layers.
+        max_build_seconds: Wall-clock seconds Keras may take to rebuild the
+            model from its config (layers built and called, variables
+            created), checked before every layer or operation call and every
+            variable; reading the weights afterwards is bounded by the file's
+            size instead.
 
     Example:
         >>> keras_safe.load("model.keras", limits=keras_safe.ArchiveLimits(max_json_bytes=1 << 20))
@@ -65,6 +71,7 @@ class ArchiveLimits:
     max_layer_calls: int = 10_000
     max_rebuild_steps: int = 2_000_000
     max_build_bytes: int = 256 << 20
+    max_build_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         for item in fields(self):

@@ -26,7 +26,14 @@ def variable_budget(weights_bytes: int | None) -> int:
 
 
 def too_large(path: Path, exceeded: list[str]) -> UnsafeModelError:
-    """The error for a config whose variables would exceed :func:`variable_budget`."""
+    """The error for a config that exceeded a budget while Keras rebuilt it."""
+    if "max_build_seconds" in exceeded[0]:
+        return UnsafeModelError(
+            f"The config in {path} kept Keras rebuilding the model past the time limit "
+            f"({exceeded[0]}); refusing it. Models Keras saves rebuild in seconds; for a "
+            "file you trust, raise the limit: "
+            "load(path, limits=keras_safe.ArchiveLimits(max_build_seconds=...))."
+        )
     if "max_build_bytes" in exceeded[0]:
         return UnsafeModelError(
             f"The config in {path} asks Keras to allocate more memory besides variables than "

@@ -17,7 +17,8 @@ JSON, before Keras sees it:
 * **Memory besides variables** is summed for the whole load
   (``max_build_bytes``): numpy constants (``count x itemsize``, sub-array and
   structured dtypes refused) and lookup vocabularies as numpy pads them
-  (every token as long as the longest, out-of-vocabulary tokens included).
+  (every token as long as the longest, out-of-vocabulary tokens included,
+  TF-IDF weights padded to ``max_tokens``).
   What only the rebuilt graph can tell (Normalization broadcasting a scalar
   mean to its input shape, vocabularies stored as assets) is charged against
   what is left of the same budget (:class:`BuildEstimate`).
@@ -37,6 +38,8 @@ __all__ = ["BuildEstimate", "asset_vocabulary_bytes", "screen_resources"]
 
 _LOOKUP_LAYERS = frozenset({"StringLookup", "IntegerLookup", "TextVectorization", "IndexLookup"})
 _INPUT_LAYERS = frozenset({"InputLayer"})
+# float64 padding, its float32 tensor, the variable holding a copy.
+_IDF_BYTES_PER_TOKEN = 8 + 4 + 4
 
 
 @dataclass
@@ -181,6 +184,22 @@ def _lookup(node: dict[str, Any], where: str, estimate: BuildEstimate) -> None:
         f"out-of-vocabulary tokens, the longest {longest} characters (numpy pads every "
         "token to the longest)",
     )
+    max_tokens = inner.get("max_tokens")
+    if (
+        inner.get("output_mode") == "tf_idf"
+        and inner.get("pad_to_max_tokens") is True
+        and isinstance(max_tokens, int)
+        and not isinstance(max_tokens, bool)
+        and max_tokens > 0
+    ):
+        # set_vocabulary pads idf_weights to max_tokens with numpy (float64),
+        # converts them to a tensor and copies that into a TensorFlow variable
+        # that no Keras variable budget sees.
+        estimate.charge(
+            max_tokens * _IDF_BYTES_PER_TOKEN,
+            f"{where}: {node['class_name']}(output_mode='tf_idf', pad_to_max_tokens=True, "
+            f"max_tokens={max_tokens}) (its idf_weights are padded to max_tokens)",
+        )
 
 
 def _token_length(token: Any) -> int:

@@ -8,6 +8,7 @@ refuses oversized models before Keras allocates them, and the hook
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -239,6 +240,8 @@ def _budget_hook(original: Any) -> Any:
 
     def _validate_shape(self: Any, shape: Any) -> Any:
         shape = original(self, shape)
+        if getattr(_budget, "deadline", None) is not None:
+            _check_deadline(f"creating variable {getattr(self, 'path', '?')}")
         remaining = getattr(_budget, "remaining", None)
         if remaining is not None:
             need = _nbytes(shape, self._dtype)
@@ -267,7 +270,9 @@ def _nbytes(shape: Any, dtype: Any) -> int:
 
 
 @contextmanager
-def variable_budget(nbytes: int, build_bytes: int | None = None) -> Iterator[list[str]]:
+def variable_budget(
+    nbytes: int, build_bytes: int | None = None, seconds: float | None = None
+) -> Iterator[list[str]]:
     """Refuse creating model variables beyond ``nbytes`` in all, in this thread.
 
     With ``build_bytes``, memory Keras allocates in ``build()`` besides
@@ -275,7 +280,10 @@ def variable_budget(nbytes: int, build_bytes: int | None = None) -> Iterator[lis
     beyond it too, and initializers whose cost grows faster than their output
     (Orthogonal: a QR decomposition) produce zeros instead: every variable
     of a loaded model is overwritten by the file's weights before the model
-    is returned.
+    is returned. With ``seconds``, every layer or operation call and every
+    variable Keras makes once that many seconds have passed is refused: a
+    wall-clock bound checked between steps (one step, a single call of a
+    TensorFlow kernel, is not interrupted).
 
     Yields a list that holds the reason once the budget was exceeded (Keras
     may swallow the exception raised inside a ``build``; the caller checks
@@ -283,19 +291,54 @@ def variable_budget(nbytes: int, build_bytes: int | None = None) -> Iterator[lis
     """
     _install_budget_hook()
     _install_build_hooks()
+    _install_call_hook()
     outer = (
         getattr(_budget, "remaining", None),
         getattr(_budget, "exceeded", None),
         getattr(_budget, "build_remaining", None),
+        getattr(_budget, "deadline", None),
     )
-    _budget.remaining, _budget.exceeded, _budget.build_remaining = nbytes, None, build_bytes
+    deadline = None if seconds is None else (time.monotonic() + seconds, seconds)
+    _budget.remaining, _budget.exceeded = nbytes, None
+    _budget.build_remaining, _budget.deadline = build_bytes, deadline
     reasons: list[str] = []
     try:
         yield reasons
     finally:
         if _budget.exceeded:
             reasons.append(_budget.exceeded)
-        _budget.remaining, _budget.exceeded, _budget.build_remaining = outer
+        (_budget.remaining, _budget.exceeded, _budget.build_remaining, _budget.deadline) = outer
+
+
+def _check_deadline(what: str) -> None:
+    """Refuse ``what`` once this thread's deadline (if any) has passed."""
+    deadline = getattr(_budget, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline[0]:
+        _budget.exceeded = (
+            f"rebuilding the model took longer than ArchiveLimits.max_build_seconds "
+            f"({deadline[1]:g} s); stopped before {what}"
+        )
+        raise VariableBudgetExceeded(_budget.exceeded)
+
+
+def _install_call_hook() -> None:
+    """Wrap ``Operation.__call__`` (every layer and operation call) once per process (marked)."""
+    from keras.src.ops.operation import Operation
+
+    if getattr(Operation.__call__, _HOOK_MARK, False):
+        return
+    with _install_lock:
+        original = Operation.__call__
+        if getattr(original, _HOOK_MARK, False):
+            return
+
+        def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(_budget, "deadline", None) is not None:
+                _check_deadline(f"calling {type(self).__name__} {getattr(self, 'name', '?')!r}")
+            return original(self, *args, **kwargs)
+
+        setattr(__call__, _HOOK_MARK, True)
+        Operation.__call__ = __call__
 
 
 def _install_build_hooks() -> None:

@@ -217,7 +217,9 @@ def load_h5(path: Path, options: LoadOptions) -> Any:
         try:
             with (
                 _keras.safe_mode(),
-                _keras.variable_budget(budget, estimate.remaining) as exceeded,
+                _keras.variable_budget(
+                    budget, estimate.remaining, options.limits.max_build_seconds
+                ) as exceeded,
             ):
                 model = _keras.load_legacy_h5(
                     handle, resolver.keras_custom_objects(), options.compile

@@ -381,13 +381,19 @@ def build_model(
     from), Keras may allocate variables for at most four times that
     (optimizer slots included): a config asking for ``Dense(units=10**9)``
     is refused before the memory is taken. With ``estimate`` (from
-    :func:`~keras_safe._guard.gate.check_configs`), what ``build()`` allocates besides variables is
-    bounded by what is left of ``max_build_bytes``.
+    :func:`~keras_safe._guard.gate.check_configs`), what ``build()``
+    allocates besides variables is bounded by what is left of
+    ``max_build_bytes``, and the rebuild by ``max_build_seconds`` of wall
+    clock (checked before every layer call and variable).
     """
     budget = containment.variable_budget(weights_bytes)
     build_bytes = estimate.remaining if estimate is not None else None
+    seconds = estimate.limits.max_build_seconds if estimate is not None else None
     try:
-        with warnings.catch_warnings(), _keras.variable_budget(budget, build_bytes) as exceeded:
+        with (
+            warnings.catch_warnings(),
+            _keras.variable_budget(budget, build_bytes, seconds) as exceeded,
+        ):
             warnings.filterwarnings("ignore", message=".*build\\(\\)` was called on layer")
             # Said in keras_safe's words by load_archive (_warn_unapplied_compile).
             warnings.filterwarnings("ignore", message="`compile\\(\\)` was not called as part")
