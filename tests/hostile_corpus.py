@@ -9,6 +9,9 @@ keyword arguments of ``load`` it is opened with.
 
 Every payload is harmless: the only effect a successful attack could have is
 creating the bench's marker file, and every test checks it was not created.
+The victim's process has registered a function (:data:`VICTIM`, see
+:func:`register_victim`) that creates the marker too: files that try to
+make Keras call it stand for files aimed at what a real process registered.
 Where a name carries a CVE, the file reproduces what that advisory's proof
 of concept did; "open in Keras 3.15.1" marks attacks Keras itself still
 accepts with ``safe_mode=True``.
@@ -51,6 +54,20 @@ from hostile_kit import (
 )
 
 import keras_safe
+
+VICTIM = "victim>payload"
+
+
+def register_victim(marker: Path) -> Callable[[], None]:
+    """Register :data:`VICTIM` with Keras, as a victim's own code would; return the undo."""
+    import keras
+
+    def payload(*args: Any, **kwargs: Any) -> Any:
+        marker.write_text("the victim's registered function ran")
+        return args[0] if args else None
+
+    keras.saving.register_keras_serializable("victim", "payload")(payload)
+    return lambda: keras.saving.get_custom_objects().pop(VICTIM, None) and None
 
 
 @dataclass
@@ -812,6 +829,58 @@ add(
 )
 
 
+# -- strings Keras would replace by a registered object -----------------------------------
+
+# Keras 3 writes a registered object as {"class_name": ..., "registered_name":
+# ...}; a bare string equal to its key would be looked up by Keras in places
+# (initializers.get, a wrapper's layer, a compile config, legacy configs).
+for _arg in ["activation", "kernel_initializer", "bias_regularizer", "kernel_constraint", "dtype"]:
+    add(
+        f"string_naming_a_registered_function_{_arg}",
+        edited(lambda c, arg=_arg: layer(c, "hidden")["config"].update({arg: VICTIM})),
+        "UnsafeModelError",
+        f"hidden.{_arg}: the string '{VICTIM}' is the key of a registered object",
+        "config",
+    )
+
+
+def _wrapper_of_a_string(config: dict[str, Any]) -> None:
+    hidden = layer(config, "hidden")
+    hidden.update(class_name="TimeDistributed", config={"name": "hidden", "layer": VICTIM})
+
+
+add(
+    "string_naming_a_registered_function_as_a_wrapped_layer",
+    edited(_wrapper_of_a_string),
+    "UnsafeModelError",
+    f"hidden.layer: the string '{VICTIM}' is the key of a registered object",
+    "config",
+)
+add(
+    "string_naming_a_registered_function_in_a_list",
+    edited(lambda c: layer(c, "hidden")["config"].update(extra=["a", [VICTIM]])),
+    "UnsafeModelError",
+    f"hidden.extra\\[1\\]\\[0\\]: the string '{VICTIM}'",
+    "config",
+)
+
+
+def _long_chain(bench: Bench, folder: Path) -> Path:
+    import resource_kit
+
+    return resource_kit.long_chain(folder)
+
+
+add(
+    "rebuild_past_max_build_seconds",
+    _long_chain,
+    "UnsafeModelError",
+    "ArchiveLimits.max_build_seconds \\(0.5 s\\); stopped before calling Activation 'a\\d+'",
+    "build",
+    kwargs=lambda bench: {"limits": keras_safe.ArchiveLimits(max_build_seconds=0.5)},
+)
+
+
 # -- the weights file ------------------------------------------------------------------------
 
 KERNEL = "layers/dense/vars/0"  # the "hidden" layer's kernel, shape (4, 3)
@@ -1034,6 +1103,20 @@ add(
     h5_config_edited(_h5_foreign),
     "UnsafeModelError",
     "hidden.activation: the config refers to os.system.*TFSMLayer",
+    "config",
+)
+
+
+def _h5_string(config: dict[str, Any], bench: Bench) -> None:
+    hidden = next(i for i in config["config"]["layers"] if i["config"]["name"] == "hidden")
+    hidden["config"]["units"] = VICTIM  # Keras' legacy loader would pass the function
+
+
+add(
+    "h5_string_naming_a_registered_function",
+    h5_config_edited(_h5_string),
+    "UnsafeModelError",
+    f"hidden.units: the string '{VICTIM}' is the key of a registered object",
     "config",
 )
 

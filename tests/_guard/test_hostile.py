@@ -41,6 +41,7 @@ from hostile_corpus import (
     h5_config_edited,
     lambda_file,
     legacy_lambda,
+    register_victim,
     set_floatx_through_lambda,
     with_config,
 )
@@ -100,9 +101,11 @@ def test_every_entry_point_is_covered() -> None:
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     bench = Bench(tmp_path_factory.mktemp("hostile"))
     sys.path.insert(0, str(bench.modules))  # payload modules: importable, never imported
+    unregister = register_victim(bench.marker)
     try:
         yield bench
     finally:
+        unregister()
         sys.path.remove(str(bench.modules))
 
 
@@ -179,8 +182,10 @@ import json, sys, tempfile, time
 from pathlib import Path
 
 import entry_points
+import hostile_corpus
 
 tasks, good, marker = json.loads(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+hostile_corpus.register_victim(marker)
 scratch = Path(tempfile.mkdtemp())
 results = {}
 for entry, case, path, kwargs in tasks:
@@ -389,3 +394,33 @@ def test_limits_are_validated_and_scale_with_the_file():
     assert limits.inflated_budget(5 << 20) == 50 << 20  # a 5 MB file: 50 MB, not GBs
     assert limits.inflated_budget(1000) == 1 << 20  # never below 1 MiB
     assert limits.inflated_budget(1 << 40) == 1 << 30  # never above the absolute cap
+
+
+def test_registered_functions_named_by_string_where_keras_writes_them(
+    tmp_path: Path, scope: keras_safe.Registry
+) -> None:
+    # Keras 2 wrote a registered activation by name in .h5 files, and Keras'
+    # legacy loader still reads the name back as the function: in a legacy
+    # config that string is a reference, resolved through the allowlist.
+    # (Keras 3 writes {"class_name": "function", ...}, in .h5 and .keras.)
+    import h5py
+
+    @keras_safe.register(package="legit_strings")
+    def doubled(x: Any) -> Any:
+        return 2.0 * x
+
+    inputs = keras.Input((4,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(3, activation=doubled, name="d")(inputs))
+    legacy, modern = tmp_path / "model.h5", tmp_path / "model.keras"
+    model.save(legacy)
+    keras_safe.save(model, modern)
+    with h5py.File(legacy, "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        dense = next(item for item in config["config"]["layers"] if item["config"]["name"] == "d")
+        dense["config"]["activation"] = "legit_strings>doubled"
+        handle.attrs["model_config"] = json.dumps(config)
+    x = np.ones((2, 4), "float32")
+    for path in (legacy, modern):
+        loaded = keras_safe.load(path, compile=False)
+        assert loaded.get_layer("d").activation is doubled
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

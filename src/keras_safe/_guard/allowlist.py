@@ -24,7 +24,7 @@ import keras
 
 from keras_safe import _keras
 from keras_safe._config.registry import registry
-from keras_safe._guard.references import Reference, in_words, iter_references
+from keras_safe._guard.references import Reference, in_words, iter_references, iter_strings
 from keras_safe._guard.screen import (
     KERAS_TEAM_PACKAGES,
     builtin_config_problem,
@@ -343,6 +343,9 @@ def screen_all(
         resolver.module_hints = {r.key: r.module for r in manifest.objects if r.module}
     unsafe = screen_references(refs)
     unsafe += node_string_problems(configs, resolver)
+    strings, problems = string_references(configs, resolver)
+    refs += strings
+    unsafe += problems
     unsafe += more_problems or []
     resolved: list[Resolved] = []
     pending: list[Reference] = []
@@ -416,6 +419,49 @@ def resolve_all(
     """
     resolved, pending = screen_all(configs, resolver, manifest, path, more_problems)
     return resolve_pending(resolved, pending, resolver, manifest, path)
+
+
+def string_references(
+    configs: list[dict[str, Any]], resolver: Resolver
+) -> tuple[list[Reference], list[str]]:
+    """Strings Keras would replace by a registered object: references, or refused.
+
+    ``deserialize_keras_object`` returns the registered object (or custom
+    object) for a string equal to its key, and Keras calls it where the
+    config is deserialized whole: the compile config, and the function
+    arguments (activations, initializers, regularizers, constraints) of
+    legacy class configs, which Keras' legacy serializer writes by name.
+    There such a string is a reference like any other: it must resolve
+    through the allowlist. Everywhere else a saved model writes a registered
+    object as a ``{"class_name": ...}`` reference, never as a bare string
+    (Keras resolves one in places, ``initializers.get("key")`` and the
+    arguments a layer deserializes itself, such as a wrapper's ``layer``):
+    a string naming a registered object there is refused.
+
+    Returns the references to resolve and the problems found.
+    """
+    custom = set(resolver.custom_objects)
+    registered = set(keras.saving.get_custom_objects())
+
+    def is_registered(text: str) -> bool:
+        return text in registered or registry.get(text) is not None
+
+    refs: list[Reference] = []
+    problems: list[str] = []
+    for config in configs:
+        for found in iter_strings(config):
+            text = found.value
+            if found.place in ("compile", "legacy"):
+                if text in custom or is_registered(text):
+                    refs.append(Reference("function", text, None, text, found.where))
+            elif is_registered(text) or (">" in text and text in custom):
+                problems.append(
+                    f"{found.where}: the string {text!r} is the key of a registered object, "
+                    "which Keras may put in its place; a saved model refers to a registered "
+                    'object as {"class_name": ..., "registered_name": ...}, never as a bare '
+                    "string here. Refusing it."
+                )
+    return refs, problems
 
 
 def node_string_problems(configs: list[dict[str, Any]], resolver: Resolver) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from keras_safe._config.codec import TAG
 
-__all__ = ["Reference", "in_words", "iter_references"]
+__all__ = ["Reference", "StringValue", "in_words", "iter_references", "iter_strings"]
 
 # Keras' own data markers inside configs: values, not references (the legacy
 # JSON encoder's tuples and shapes too).
@@ -181,6 +181,88 @@ def _walk_object(node: dict[str, Any], at: _Walk, in_compile: bool) -> Iterator[
             continue
         child = here if key == "config" else here.child(key)
         yield from _walk(value, child, in_compile or key == "compile_config")
+
+
+# -- strings that Keras may turn into objects --------------------------------------------
+
+# Where Keras' legacy deserializer (configs without "module": .h5 files) puts
+# the registered function a string names in its place, as Keras' legacy
+# serializer writes functions: by name.
+_LEGACY_FUNCTION_ARGS = ("activation", "initializer", "regularizer", "constraint")
+
+
+@dataclass(frozen=True)
+class StringValue:
+    """A string inside a config, and what Keras does with one there.
+
+    ``place`` is ``"compile"`` (inside a compile config, which Keras
+    deserializes whole: a string equal to a custom object's key becomes that
+    object), ``"legacy"`` (a function argument of a legacy class config,
+    where Keras' legacy loader does the same), or ``"other"`` (everywhere
+    else but functional call arguments, which keras_safe checks apart).
+    """
+
+    where: str
+    value: str
+    place: str
+
+
+def iter_strings(config: Any) -> Iterator[StringValue]:
+    """Every string value of ``config`` that is not a name, a reference's own field or data.
+
+    Skipped: ``name``, the fields that make a dict a reference (class
+    names, modules, registered names, a function reference's name, the
+    fields of keras_safe's tagged forms), Keras' data markers (constants,
+    tensors of the graph) and functional calls (``inbound_nodes``).
+    """
+    stack: list[tuple[Any, _Walk, str]] = [(config, _Walk(), "other")]
+    while stack:
+        node, at, place = stack.pop()
+        if isinstance(node, str):
+            yield StringValue(at.where(), node, place)
+        elif isinstance(node, (list, tuple)):
+            stack.extend(
+                (item, _Walk(at.layers, (*at.args, f"[{i}]")), place)
+                for i, item in reversed(list(enumerate(node)))
+            )
+        elif isinstance(node, dict):
+            stack.extend(reversed(list(_string_children(node, at, place))))
+
+
+def _string_children(
+    node: dict[str, Any], at: _Walk, place: str
+) -> Iterator[tuple[Any, _Walk, str]]:
+    class_name = node.get("class_name")
+    if not isinstance(class_name, str):
+        skip = {TAG, "registered_name", "module", "class_name", "member"} if TAG in node else set()
+        for key, value in node.items():
+            if key not in skip:
+                yield value, at.child(key), place
+        return
+    if class_name in _DATA_CLASSES or class_name in _CODE_CLASSES or class_name == "function":
+        return
+    legacy = "module" not in node
+    inner = node.get("config")
+    layer_name = inner.get("name") if isinstance(inner, dict) else None
+    here = _Walk((*at.layers, layer_name), ()) if isinstance(layer_name, str) and layer_name else at
+    for key, value in node.items():
+        if key in (TAG, "class_name", "module", "registered_name", "shared_object_id"):
+            continue
+        if key == "inbound_nodes":
+            continue  # functional calls: allowlist.node_string_problems
+        if key == "compile_config":
+            yield value, here.child(key), "compile"
+        elif key == "config" and isinstance(value, dict):
+            for arg, item in value.items():
+                if arg == "name":
+                    continue
+                inner_place = place
+                if place != "compile":
+                    function_arg = any(arg.endswith(kind) for kind in _LEGACY_FUNCTION_ARGS)
+                    inner_place = "legacy" if legacy and function_arg else "other"
+                yield item, here.child(arg), inner_place
+        else:
+            yield value, (here if key == "config" else here.child(key)), place
 
 
 _COMPILE_ARGUMENTS = {
