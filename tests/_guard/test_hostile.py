@@ -424,3 +424,22 @@ def test_registered_functions_named_by_string_where_keras_writes_them(
         loaded = keras_safe.load(path, compile=False)
         assert loaded.get_layer("d").activation is doubled
         np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_string_references_in_compile_configs_resolve(scope: keras_safe.Registry) -> None:
+    # A compile config is deserialized whole: a string equal to a registered
+    # key there is a reference (a legacy .h5's training config included).
+    from keras_safe._guard.gate import check_configs
+
+    @keras_safe.register(package="legit_strings")
+    def halved(y_true: Any, y_pred: Any) -> Any:
+        return 0.5 * keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+    key = "legit_strings>halved"
+    model = {"class_name": "Sequential", "config": {"name": "s", "layers": []}}
+    for training in ({"compile_config": {"loss": key}}, {"compile_config": {"loss": [key]}}):
+        screened = check_configs([model, training], Path("m.h5"), ArchiveLimits())
+        assert [r.obj for r in screened.resolved if r.reference.name == key] == [halved]
+    elsewhere = {**model, "config": {"name": "s", "extra": key}}
+    with pytest.raises(keras_safe.UnsafeModelError, match=r"s\.extra: the string 'legit_strings>"):
+        check_configs([elsewhere], Path("m"), ArchiveLimits())

@@ -452,6 +452,8 @@ def string_references(
         for found in iter_strings(config):
             text = found.value
             if found.place in ("compile", "legacy"):
+                if found.place == "compile" and ">" in text:
+                    continue  # iter_references yields these already
                 if text in custom or is_registered(text):
                     refs.append(Reference("function", text, None, text, found.where))
             elif is_registered(text) or (">" in text and text in custom):

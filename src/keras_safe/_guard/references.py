@@ -237,7 +237,7 @@ def _string_children(
         skip = {TAG, "registered_name", "module", "class_name", "member"} if TAG in node else set()
         for key, value in node.items():
             if key not in skip:
-                yield value, at.child(key), place
+                yield value, at.child(key), "compile" if key == "compile_config" else place
         return
     if class_name in _DATA_CLASSES or class_name in _CODE_CLASSES or class_name == "function":
         return
