@@ -875,7 +875,8 @@ add(
     "rebuild_past_max_build_seconds",
     _long_chain,
     "UnsafeModelError",
-    "ArchiveLimits.max_build_seconds \\(0.5 s\\); stopped before calling Activation 'a\\d+'",
+    "ArchiveLimits.max_build_seconds \\(0.5 s\\); stopped before "
+    "(calling|constructing) Activation 'a\\d+'",
     "build",
     kwargs=lambda bench: {"limits": keras_safe.ArchiveLimits(max_build_seconds=0.5)},
 )

@@ -51,10 +51,10 @@ class ArchiveLimits:
             broadcast mean and variance, the bins, tokens and output sizes
             of preprocessing layers.
         max_build_seconds: Wall-clock seconds Keras may take to rebuild the
-            model from its config (layers built and called, variables
-            created), checked before every layer or operation call and every
-            variable; reading the weights afterwards is bounded by the file's
-            size instead.
+            model from its config, checked before every layer or operation is
+            constructed or called and before every variable is created;
+            reading the weights afterwards is bounded by the file's size
+            instead.
 
     Example:
         >>> keras_safe.load("model.keras", limits=keras_safe.ArchiveLimits(max_json_bytes=1 << 20))

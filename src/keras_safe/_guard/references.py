@@ -202,9 +202,16 @@ class StringValue:
     else but functional call arguments, which keras_safe checks apart).
     """
 
-    where: str
+    walk: _Walk = field(repr=False)
     value: str
     place: str
+    index: int | None = field(default=None, repr=False)
+
+    @property
+    def where(self) -> str:
+        """A readable location, such as ``"model > dense.activation"``."""
+        text = self.walk.where()
+        return text if self.index is None else f"{text}[{self.index}]"
 
 
 def iter_strings(config: Any) -> Iterator[StringValue]:
@@ -214,17 +221,20 @@ def iter_strings(config: Any) -> Iterator[StringValue]:
     names, modules, registered names, a function reference's name, the
     fields of keras_safe's tagged forms), Keras' data markers (constants,
     tensors of the graph) and functional calls (``inbound_nodes``).
+    Locations are computed only when asked for (configs may hold a
+    vocabulary of millions of strings).
     """
     stack: list[tuple[Any, _Walk, str]] = [(config, _Walk(), "other")]
     while stack:
         node, at, place = stack.pop()
         if isinstance(node, str):
-            yield StringValue(at.where(), node, place)
+            yield StringValue(at, node, place)
         elif isinstance(node, (list, tuple)):
-            stack.extend(
-                (item, _Walk(at.layers, (*at.args, f"[{i}]")), place)
-                for i, item in reversed(list(enumerate(node)))
-            )
+            for i, item in enumerate(node):
+                if isinstance(item, str):
+                    yield StringValue(at, item, place, i)
+                elif isinstance(item, (list, tuple, dict)):
+                    stack.append((item, _Walk(at.layers, (*at.args, f"[{i}]")), place))
         elif isinstance(node, dict):
             stack.extend(reversed(list(_string_children(node, at, place))))
 

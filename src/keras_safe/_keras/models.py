@@ -280,10 +280,10 @@ def variable_budget(
     beyond it too, and initializers whose cost grows faster than their output
     (Orthogonal: a QR decomposition) produce zeros instead: every variable
     of a loaded model is overwritten by the file's weights before the model
-    is returned. With ``seconds``, every layer or operation call and every
-    variable Keras makes once that many seconds have passed is refused: a
-    wall-clock bound checked between steps (one step, a single call of a
-    TensorFlow kernel, is not interrupted).
+    is returned. With ``seconds``, every layer or operation Keras constructs
+    or calls and every variable it makes once that many seconds have passed
+    is refused: a wall-clock bound checked between steps (one step, a single
+    call of a TensorFlow kernel, is not interrupted).
 
     Yields a list that holds the reason once the budget was exceeded (Keras
     may swallow the exception raised inside a ``build``; the caller checks
@@ -322,23 +322,35 @@ def _check_deadline(what: str) -> None:
 
 
 def _install_call_hook() -> None:
-    """Wrap ``Operation.__call__`` (every layer and operation call) once per process (marked)."""
+    """Wrap ``Operation.__init__`` and ``__call__`` once per process (marked).
+
+    Every layer and operation passes through both: Keras' functional rebuild
+    first constructs every layer of a graph, then calls them node by node.
+    """
     from keras.src.ops.operation import Operation
 
     if getattr(Operation.__call__, _HOOK_MARK, False):
         return
     with _install_lock:
-        original = Operation.__call__
-        if getattr(original, _HOOK_MARK, False):
+        original_call, original_init = Operation.__call__, Operation.__init__
+        if getattr(original_call, _HOOK_MARK, False):
             return
+
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            if getattr(_budget, "deadline", None) is not None:
+                name = kwargs.get("name")
+                _check_deadline(f"constructing {type(self).__name__} {name or ''!r}")
+            original_init(self, *args, **kwargs)
 
         def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
             if getattr(_budget, "deadline", None) is not None:
                 _check_deadline(f"calling {type(self).__name__} {getattr(self, 'name', '?')!r}")
-            return original(self, *args, **kwargs)
+            return original_call(self, *args, **kwargs)
 
+        setattr(__init__, _HOOK_MARK, True)
+        Operation.__init__ = __init__
         setattr(__call__, _HOOK_MARK, True)
-        Operation.__call__ = __call__
+        Operation.__call__ = __call__  # last: its mark says both are installed
 
 
 def _install_build_hooks() -> None:
