@@ -94,7 +94,7 @@ _CHECKS = [
     ("SHA-256", "digest"),
     ("not in its manifest", "digest"),
     ("content digest", "expected_digest"),
-    ("verify_key", "signature"),
+    ("signing_key", "signature"),
     ("not signed", "signature"),
     ("compares .keras archives", "usage (not an archive)"),
     ("refers to things keras_safe does not load", "allowlist"),

@@ -37,7 +37,7 @@ NO_BUILD = frozenset({"archive", "config", "weights"})
 
 # load's keyword arguments that make a check stricter: a file refused only
 # because of one of them need not be refused where it cannot be passed.
-RESTRICTIONS = frozenset({"limits", "expected_digest", "verify_key"})
+RESTRICTIONS = frozenset({"limits", "expected_digest", "signing_key"})
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ _LOAD_KWARGS = frozenset(
         "allow_imports",
         "on_mismatch",
         "expected_digest",
-        "verify_key",
+        "signing_key",
         "limits",
         "on_optimizer_mismatch",
     }
@@ -83,7 +83,7 @@ ENTRY_POINTS: tuple[EntryPoint, ...] = (
     EntryPoint("cli inspect", frozenset(), NO_BUILD, cli=True),
     EntryPoint(
         "cli verify",
-        frozenset({"allow_imports", "expected_digest", "verify_key", "on_mismatch"}),
+        frozenset({"allow_imports", "expected_digest", "signing_key", "on_mismatch"}),
         ALL,
         cli=True,
     ),
@@ -173,10 +173,10 @@ def _run_command(
         argv += ["--on-mismatch", given["on_mismatch"]]
     if given.get("expected_digest"):
         argv += ["--expected-digest", given["expected_digest"]]
-    if given.get("verify_key") is not None:
+    if given.get("signing_key") is not None:
         key = Path(tempfile.mkdtemp(dir=scratch)) / "key"
-        key.write_bytes(given["verify_key"])
-        argv += ["--verify-key-file", str(key)]
+        key.write_bytes(given["signing_key"])
+        argv += ["--signing-key-file", str(key)]
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = cli.main(argv)

@@ -1215,15 +1215,15 @@ add(
     "IntegrityError",
     "not signed",
     "digest",
-    kwargs=lambda bench: {"verify_key": b"key"},
+    kwargs=lambda bench: {"signing_key": b"key"},
 )
 add(
     "signature_with_another_key",
     lambda bench, folder: bench.signed,
     "IntegrityError",
-    "does not match verify_key",
+    "does not match signing_key",
     "digest",
-    kwargs=lambda bench: {"verify_key": b"guess"},
+    kwargs=lambda bench: {"signing_key": b"guess"},
 )
 add(
     "unsigned_file_with_a_key",
@@ -1231,16 +1231,16 @@ add(
     "IntegrityError",
     "is not signed",
     "digest",
-    kwargs=lambda bench: {"verify_key": b"team key"},
+    kwargs=lambda bench: {"signing_key": b"team key"},
 )
 
 
 @hostile(
     "edited_after_signing",
     "IntegrityError",
-    "does not match verify_key",
+    "does not match signing_key",
     "digest",
-    kwargs=lambda bench: {"verify_key": b"team key"},
+    kwargs=lambda bench: {"signing_key": b"team key"},
 )
 def _edited_after_signing(bench: Bench, folder: Path) -> Path:
     members = read_members(bench.signed)

@@ -189,8 +189,8 @@ hostile_corpus.register_victim(marker)
 scratch = Path(tempfile.mkdtemp())
 results = {}
 for entry, case, path, kwargs in tasks:
-    if "verify_key" in kwargs:
-        kwargs["verify_key"] = bytes.fromhex(kwargs["verify_key"])
+    if "signing_key" in kwargs:
+        kwargs["signing_key"] = bytes.fromhex(kwargs["signing_key"])
     start = time.monotonic()
     outcome = entry_points.run(entry, Path(path), kwargs, good, scratch)
     results[f"{entry}|{case}"] = {
@@ -207,8 +207,8 @@ print("RESULTS" + json.dumps(results))
 def _for_the_command_line(kwargs: dict[str, Any]) -> dict[str, Any]:
     accepted = set().union(*(entry.accepts for entry in COMMANDS))
     given = {k: v for k, v in kwargs.items() if k in accepted}
-    if "verify_key" in given:
-        given["verify_key"] = given["verify_key"].hex()
+    if "signing_key" in given:
+        given["signing_key"] = given["signing_key"].hex()
     if "allow_imports" in given:
         given["allow_imports"] = list(given["allow_imports"])
     return given
@@ -333,8 +333,8 @@ def test_pinned_and_signed_files_load(bench: Bench) -> None:
     # The controls of the digest and signature cases: the right pin, the right key.
     pinned = keras_safe.inspect(bench.saved["safe"]).digest
     assert keras_safe.load(bench.saved["safe"], expected_digest=pinned) is not None
-    assert keras_safe.load(bench.signed, verify_key=b"team key") is not None
-    assert keras_safe.verify(bench.signed, verify_key=b"team key").ok
+    assert keras_safe.load(bench.signed, signing_key=b"team key") is not None
+    assert keras_safe.verify(bench.signed, signing_key=b"team key").ok
 
 
 def test_sound_files_pass_every_entry_point(bench: Bench, tmp_path: Path) -> None:
@@ -353,7 +353,7 @@ def test_sound_files_pass_every_entry_point(bench: Bench, tmp_path: Path) -> Non
 
 
 def test_real_models_with_many_kinds_of_state_still_load(tmp_path):
-    # keras_safe.save re-reads what it wrote through every guard (verify=True),
+    # keras_safe.save re-reads what it wrote through every guard (roundtrip=True),
     # then a plain load does it again.
     tokens = keras.Input((2,), dtype="int64", name="tokens")
     lookup = keras.layers.IntegerLookup(vocabulary=[7, 8, 9], name="lookup")(tokens)

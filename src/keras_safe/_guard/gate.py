@@ -35,7 +35,7 @@ from keras_safe._guard.allowlist import (
     screen_all,
 )
 from keras_safe._guard.resources import BuildEstimate, screen_resources
-from keras_safe.errors import UnsafeModelError
+from keras_safe.errors import UnsafeModelError, _see_docs
 
 if TYPE_CHECKING:
     from keras_safe._format.manifest import Manifest
@@ -75,15 +75,16 @@ def check_configs(
     resolver = resolver if resolver is not None else Resolver()
     try:
         resolved, pending = screen_all(configs, resolver, manifest, path)
-    except UnsafeModelError as exc:
+    except UnsafeModelError:
         if not estimate.problems:
             raise
-        extra = "".join(f"\n  - {line}" for line in dict.fromkeys(estimate.problems))
-        raise UnsafeModelError(f"{exc}{extra}") from None
+        # List the resource problems with the rest, in one message.
+        screen_all(configs, resolver, manifest, path, estimate.problems)
+        raise
     if estimate.problems:
         lines = "\n".join(f"  - {line}" for line in dict.fromkeys(estimate.problems))
         raise UnsafeModelError(
             f"{path} asks Keras for more work or memory than a model needs, so it is "
-            f"refused before Keras builds anything:\n{lines}"
+            f"refused before Keras builds anything:\n{lines}\n" + _see_docs("UnsafeModelError")
         )
     return Screened(estimate, resolver, resolved, pending)
