@@ -98,6 +98,8 @@ _CHECKS = [
     ("not signed", "signature"),
     ("compares .keras archives", "usage (not an archive)"),
     ("refers to things keras_safe does not load", "allowlist"),
+    ("unexpected member", "archive layout"),
+    ("member named", "archive layout"),
     ("needs 1 custom object", "missing objects"),
     ("custom object(s) that are not available", "missing objects"),
     ("weights file could fill", "variable budget"),
