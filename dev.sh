@@ -166,9 +166,11 @@ case "$task" in
             fi
             KERAS_BACKEND=$backend "$SCRATCH/venv-job/bin/python" -c \
                 'import keras; print("keras", keras.version(), "backend", keras.backend.backend())'
+            required=""  # option all-backends: tests/test_backends.py demands all three
+            [[ " $options " == *" all-backends "* ]] && required=tensorflow,jax,torch
             read -r -a paths <<<"${files//,/ }"
-            KERAS_BACKEND=$backend pytest_installed "$SCRATCH/venv-job" -n 2 -q \
-                "${paths[@]/#/$ROOT/tests/}" "$@" </dev/null
+            KERAS_BACKEND=$backend KERAS_SAFE_REQUIRE_BACKENDS=$required \
+                pytest_installed "$SCRATCH/venv-job" -n 2 -q "${paths[@]/#/$ROOT/tests/}" "$@" </dev/null
             echo "== $name: $((SECONDS - started)) s (virtualenv and tests)"
         done
         rm -rf "$SCRATCH/venv-job"

@@ -166,8 +166,9 @@ def test_backends_guide_names_every_backend_job() -> None:
         assert all((ROOT / "tests" / f).is_file() for f in files.split(",")), files
         for package in packages.split(","):
             assert f"`{package}`" in BACKENDS, package
-        assert options in ([], ["without-tensorflow"]), options
+        assert options in ([], ["without-tensorflow"], ["all-backends"]), options
     assert any(job[4:] == ["without-tensorflow"] for job in jobs)
+    assert any(job[4:] == ["all-backends"] and "test_backends.py" in job[3] for job in jobs)
 
 
 def test_install_without_tensorflow_lists_the_other_requirements() -> None:

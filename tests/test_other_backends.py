@@ -3,12 +3,13 @@
 - Nothing keras_safe does imports TensorFlow unless TensorFlow is the backend:
   saving (verified, with sample input), loading, inspecting, verifying and the
   command line, with TensorFlow installed or not.
-- ``save(verify=True)`` takes the deferred rebuild (its fast path) on every
+- ``save(roundtrip=True)`` takes the deferred rebuild (its fast path) on every
   backend for an ordinary trained model.
 - A ``tf.DType`` argument saved under TensorFlow loads under JAX.
 
 A backend that is not installed is skipped (the main CI job has TensorFlow
-only; ``./dev.sh test-backends`` runs this file with JAX and with PyTorch).
+only; ``./dev.sh test-backends`` runs this file with JAX and with PyTorch),
+or fails if ``KERAS_SAFE_REQUIRE_BACKENDS`` names it, as in tests/test_backends.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -25,9 +27,12 @@ pytestmark = pytest.mark.slow
 
 
 def _needs(backend: str) -> None:
-    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not installed here")
+    """Skip unless ``backend`` is installed; fail if KERAS_SAFE_REQUIRE_BACKENDS names it."""
+    if importlib.util.find_spec(backend) is None:
+        required = os.environ.get("KERAS_SAFE_REQUIRE_BACKENDS", "").split(",")
+        if backend in required:
+            pytest.fail(f"{backend} is not installed, and KERAS_SAFE_REQUIRE_BACKENDS names it")
+        pytest.skip(f"{backend} is not installed here")
 
 
 LAYERS = '''
