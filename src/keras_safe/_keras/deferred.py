@@ -83,9 +83,9 @@ def deserialize_deferred(config: dict[str, Any], custom_objects: dict[str, Any])
       placeholder, because TensorFlow's optimizer keys its slots by the real
       ``tf.Variable`` (and reads nothing else of it); JAX's and torch's key
       them by the Keras variable, which keeps no value at all. No
-      weight-sized memory is allocated. The scope must treat any read of these values as a
-      failure to confirm (``keras_safe._ops.rebuild`` does): only what
-      loading records is ever compared. During the symbolic calls the
+      weight-sized memory is allocated. The scope must treat any read of
+      these values as a failure to confirm (``keras_safe._ops.rebuild``
+      does): only what loading records is ever compared. During the symbolic calls the
       variables read as zeros (``_ZerosPending``);
     - the optimizer and the rest of the compile arguments are created outside
       the scope (Keras refuses variables made from values, such as every

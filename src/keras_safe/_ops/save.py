@@ -126,7 +126,7 @@ def save(
             f"{target} already exists and overwrite=False; nothing was written. Pass "
             "overwrite=True to replace it, or choose another path."
         )
-    if verify and sample_input is not None:
+    if roundtrip and sample_input is not None:
         _check_sample_input_runs(model)
     config = _serialize(model)
     records = _preflight(config)
