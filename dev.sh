@@ -7,6 +7,9 @@
 #                           test suite there, from outside the checkout
 #   ./dev.sh test-keras     the same wheel against each older Keras release of the
 #                           supported range (.ci/keras-versions), on a subset of the suite
+#   ./dev.sh test-backends  the same wheel with JAX and with PyTorch as the Keras backend
+#                           (.ci/backends), on a subset of the suite; and with JAX and
+#                           without TensorFlow installed
 #   ./dev.sh bench          run the save/load benchmark (extra arguments are passed on;
 #                           installs the bench extra, matplotlib, for its chart)
 #   ./dev.sh docs           build the documentation site into site/ with mkdocs build --strict
@@ -137,6 +140,41 @@ case "$task" in
         done
         rm -rf "$SCRATCH/venv-job"
         ;;
+    test-backends)
+        setup
+        mkdir -p "$SCRATCH"
+        build_dist
+        # One line per job: name, backend, its packages (comma-separated), the test files, options.
+        mapfile -t jobs < <(grep -v '^[[:space:]]*\(#\|$\)' .ci/backends)
+        for job in "${jobs[@]}"; do
+            read -r name backend packages files options <<<"$job"
+            read -r -a wanted <<<"${packages//,/ }"
+            echo "== $name: KERAS_BACKEND=$backend, ${wanted[*]}: ${files//,/ }"
+            started=$SECONDS
+            if [[ " $options " == *" without-tensorflow "* ]]; then
+                # How a JAX or PyTorch user installs keras_safe without TensorFlow
+                # (docs/guides/backends.md): the wheel alone, then the rest.
+                wheel_venv "$SCRATCH/venv-job" --no-deps
+                mapfile -t reqs < <(python tools/requirements.py --without tensorflow --extra test)
+                "$SCRATCH/venv-job/bin/${PIP[0]}" "${PIP[@]:1}" "${reqs[@]}" "${wanted[@]}"
+                if "$SCRATCH/venv-job/bin/python" -c 'import tensorflow' 2>/dev/null; then
+                    echo "TensorFlow is importable in the $name job" >&2
+                    exit 1
+                fi
+            else
+                wheel_venv "$SCRATCH/venv-job" "${wanted[@]}"
+            fi
+            KERAS_BACKEND=$backend "$SCRATCH/venv-job/bin/python" -c \
+                'import keras; print("keras", keras.version(), "backend", keras.backend.backend())'
+            required=""  # option all-backends: tests/test_backends.py demands all three
+            [[ " $options " == *" all-backends "* ]] && required=tensorflow,jax,torch
+            read -r -a paths <<<"${files//,/ }"
+            KERAS_BACKEND=$backend KERAS_SAFE_REQUIRE_BACKENDS=$required \
+                pytest_installed "$SCRATCH/venv-job" -n 2 -q "${paths[@]/#/$ROOT/tests/}" "$@" </dev/null
+            echo "== $name: $((SECONDS - started)) s (virtualenv and tests)"
+        done
+        rm -rf "$SCRATCH/venv-job"
+        ;;
     bench)
         setup
         # The bench extra (matplotlib, for the chart) goes into the same virtualenv.
@@ -164,7 +202,7 @@ case "$task" in
         exec "${SHELL:-bash}"
         ;;
     *)
-        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -212,6 +212,9 @@ def fresh_run(
             imports.append(result.pop("imports"))
             samples["save"][side].append(result)
             log(f"  {tag} round {r + 1}/{repeat} save {side}: {_brief(result)}")
+            path, why = result.get("verify_path") or ("deferred", None)
+            if path != "deferred":
+                log(f"  {tag} save {side} took the {path} rebuild, not the deferred one: {why}")
         for side in rotated(load_sides, r):
             spec = {**base, "job": "load", "side": side, "path": str(source)}
             result = run_worker({**spec, "warm_path": str(warm)})

@@ -115,7 +115,7 @@ model = keras.Model(inputs, keras.layers.Dense(1)(x))
 sample = np.random.default_rng(0).random((3, 8)).astype("float32")
 keras_safe.save(model, work / "model.keras", sample_input=sample)
 np.save(work / "sample.npy", sample)
-np.save(work / "expected.npy", np.asarray(model(sample)))
+np.save(work / "expected.npy", model.predict(sample, verbose=0))
 print("version 1: saved model.keras")
 """
 
@@ -132,7 +132,7 @@ sample, expected = np.load(work / "sample.npy"), np.load(work / "expected.npy")
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", keras_safe.CompatibilityWarning)
     model = keras_safe.load(work / "model.keras", allow_imports=("my_layers",))
-np.testing.assert_array_equal(model(sample), expected)
+np.testing.assert_array_equal(model.predict(sample, verbose=0), expected)
 print(f"version {version}: model.keras loads, outputs identical")
 for warning in caught:
     print("    " + str(warning.message).replace("\\n", "\\n    "))  # what changed since saving
@@ -142,7 +142,7 @@ if version == "3":
     upgrade_to = work / "model_v3.keras"
     manifest = keras_safe.upgrade(work / "model.keras", upgrade_to, on_mismatch="ignore")
     upgraded = keras_safe.load(upgrade_to, expected_digest=manifest.digest)
-    np.testing.assert_array_equal(upgraded(sample), expected)
+    np.testing.assert_array_equal(upgraded.predict(sample, verbose=0), expected)
     records = [(record.key, record.config_version) for record in manifest.objects]
     print(f"version 3: upgraded to model_v3.keras with {records}")
 """

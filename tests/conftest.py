@@ -22,6 +22,28 @@ SRC = Path(keras_safe.__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.tensorflow_only(reason=...)`` tests under another backend."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return
+    for item in items:
+        marker = item.get_closest_marker("tensorflow_only")
+        if marker is not None:
+            why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            reason = f"needs the TensorFlow backend, not {backend}: {why}"
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow can be imported here (it need not be with JAX or PyTorch)."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
 def run_python(
     code: str,
     *args: str,

@@ -123,12 +123,13 @@ def trained(module: ModuleType) -> keras.Model:
 
 LOAD_AND_COMPARE = """
 import sys
+import keras
 import numpy as np
 import keras_safe
 
 path, inputs, expected = sys.argv[1:4]
 model = keras_safe.load(path, {kwargs})
-out = np.asarray(model(np.load(inputs), training=False))
+out = keras.ops.convert_to_numpy(model(np.load(inputs), training=False))
 np.testing.assert_array_equal(out, np.load(expected))
 steps = int(model.optimizer.iterations.numpy()) if model.optimizer else -1
 print("LOADED", type(model).__name__, steps)
@@ -140,7 +141,7 @@ def save_io(tmp_path: Path, model: keras.Model) -> tuple[str, str]:
     x = sample()
     inputs, expected = tmp_path / "x.npy", tmp_path / "y.npy"
     np.save(inputs, x)
-    np.save(expected, np.asarray(model(x, training=False)))
+    np.save(expected, keras.ops.convert_to_numpy(model(x, training=False)))
     return str(inputs), str(expected)
 
 

@@ -194,6 +194,7 @@ def test_load_latest_first_run_and_misuse(tmp_path: Path) -> None:
 # -- multi-worker decision ------------------------------------------------------------
 
 
+@pytest.mark.tensorflow_only(reason="tf.distribute strategies")
 def test_only_the_chief_writes_the_real_checkpoint(tmp_path: Path) -> None:
     import tensorflow as tf
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, SRC, run_python
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.tensorflow_only(reason="tf.distribute strategies")]
 
 MIRRORED = """
 import sys

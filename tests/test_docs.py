@@ -149,6 +149,38 @@ def test_declared_keras_floor_is_the_oldest_tested_release() -> None:
     assert floors["tensorflow"] <= min(Version(r["TensorFlow"]) for r in _supported_rows())
 
 
+BACKENDS = (DOCS / "guides" / "backends.md").read_text()
+
+
+def _backend_jobs() -> list[list[str]]:
+    lines = (ROOT / ".ci" / "backends").read_text().splitlines()
+    return [line.split() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_backends_guide_names_every_backend_job() -> None:
+    jobs = _backend_jobs()
+    assert {job[1] for job in jobs} == {"jax", "torch"}
+    assert "<!-- backend-jobs" in BACKENDS
+    for name, _backend, packages, files, *options in jobs:
+        assert f"job `{name}`" in BACKENDS, name
+        assert all((ROOT / "tests" / f).is_file() for f in files.split(",")), files
+        for package in packages.split(","):
+            assert f"`{package}`" in BACKENDS, package
+        assert options in ([], ["without-tensorflow"], ["all-backends"]), options
+    assert any(job[4:] == ["without-tensorflow"] for job in jobs)
+    assert any(job[4:] == ["all-backends"] and "test_backends.py" in job[3] for job in jobs)
+
+
+def test_install_without_tensorflow_lists_the_other_requirements() -> None:
+    block = BACKENDS.split("<!-- install-without-tensorflow")[1].split("```")[1]
+    commands = [line.split("#")[0].split() for line in block.splitlines()]
+    installs = [c for c in commands if c[:2] == ["pip", "install"]]
+    assert installs[0] == ["pip", "install", "--no-deps", "keras_safe"]
+    listed = sorted(arg.strip('"') for arg in installs[1][2:])
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert listed == sorted(d for d in dependencies if not d.startswith("tensorflow"))
+
+
 @pytest.mark.skipif(
     not os.environ.get("KERAS_SAFE_MAIN_JOB"),
     reason="checks the main CI job's environment: ./dev.sh test",

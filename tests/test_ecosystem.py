@@ -408,6 +408,7 @@ def project(tmp_path: Path, import_module_from: Any, scope: Any) -> Any:
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow_only(reason="its train_step uses tf.GradientTape, as on keras.io")
 def test_trained_subclassed_model_without_call(tmp_path: Path, project: Any) -> None:
     keras.utils.set_random_seed(3)
     encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="encoder")

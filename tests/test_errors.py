@@ -15,7 +15,6 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from conftest import ROOT
 
 import keras_safe
@@ -111,6 +110,11 @@ class _Sub(list):  # type: ignore[type-arg]
 
 
 # (id, value factory, what the message calls it, the value's type as named, the fix)
+def _tf() -> Any:
+    """TensorFlow, for its tensors as argument values (refused under every backend)."""
+    return pytest.importorskip("tensorflow")
+
+
 BAD_VALUES: list[tuple[str, Any, str, str, str]] = [
     ("lambda", lambda: lambda x: x, "a lambda", "(type function)", "def my_function"),
     (
@@ -158,13 +162,13 @@ BAD_VALUES: list[tuple[str, Any, str, str, str]] = [
     ("stream", lambda: io.BytesIO(b"x"), "an open file or stream", "_io.BytesIO", "path as a str"),
     (
         "tf-tensor",
-        lambda: tf.constant([1.0]),
+        lambda: _tf().constant([1.0]),
         "a tensor",
         "EagerTensor",
         "self.add_weight",
     ),
     ("keras-variable", lambda: keras.Variable([1.0]), "a tensor", "Variable", "add_weight"),
-    ("tf-variable", lambda: tf.Variable(1.0), "a tensor", "ResourceVariable", "add_weight"),
+    ("tf-variable", lambda: _tf().Variable(1.0), "a tensor", "ResourceVariable", "add_weight"),
     (
         "keras-tensor",
         lambda: keras.Input((3,)),

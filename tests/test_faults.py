@@ -182,13 +182,13 @@ done.touch()
     )
     reader = _python(
         """
-import sys, pathlib, numpy as np, keras_safe
+import sys, pathlib, keras, numpy as np, keras_safe
 target, done = sys.argv[1], pathlib.Path(sys.argv[2])
-expected = [np.asarray(build(seed)(SAMPLE)) for seed in (1, 2)]
+expected = [keras.ops.convert_to_numpy(build(seed)(SAMPLE)) for seed in (1, 2)]
 loads, errors = 0, []
 while not done.exists() or loads < 3:
     try:
-        output = np.asarray(keras_safe.load(target)(SAMPLE))
+        output = keras.ops.convert_to_numpy(keras_safe.load(target)(SAMPLE))
     except Exception as error:
         errors.append(f"{type(error).__name__}: {error}")
         continue

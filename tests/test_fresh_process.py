@@ -53,7 +53,7 @@ class Affine(keras_safe.SerializableLayer):
         self.dense = keras.layers.Dense(units)
 
     def call(self, x):
-        return ops.clip(self.dense(x) * self.scale, self.clip[0], self.clip[1])
+        return ops.clip(ops.multiply(self.dense(x), self.scale), self.clip[0], self.clip[1])
 
 
 @keras_safe.register(package=PACKAGE)

@@ -1,9 +1,11 @@
 """Print the requirements pyproject.toml declares, one per line, for pip.
 
-Used by ``./dev.sh test-keras`` where the wheel is installed without its
-dependencies (a Keras below the supported range, which pip would refuse):
-the other dependencies and the test extra still come from pyproject.toml,
-so that job cannot drift from what the package declares.
+Used where CI installs the wheel without its dependencies: ``./dev.sh
+test-keras`` (a Keras below the supported range, which pip would refuse) and
+``./dev.sh test-backends`` (JAX without TensorFlow, as docs/guides/backends.md
+tells users to install it). The other dependencies and the test extra still
+come from pyproject.toml, so those jobs cannot drift from what the package
+declares.
 
 Usage::
 

@@ -103,6 +103,7 @@ SAVE_V1 = """
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import keras_safe
 from my_project.layers import build_model
@@ -112,7 +113,7 @@ model = build_model()
 x = np.random.default_rng(0).random((8, 4)).astype("float32")
 model.fit(x, x, epochs=1, verbose=0)
 np.save(out / "x.npy", x)
-np.save(out / "y.npy", np.asarray(model(x)))
+np.save(out / "y.npy", keras.ops.convert_to_numpy(model(x)))
 keras_safe.save(model, out / "v1.keras")
 model.save(out / "plain.keras")  # plain Keras: no manifest
 model.save(out / "legacy.h5")  # Keras 3's legacy HDF5 format
@@ -133,7 +134,7 @@ for name in ("v1.keras", "plain.keras", "legacy.h5"):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", keras_safe.CompatibilityWarning)
         model = keras_safe.load(out / name, allow_imports=("my_project",))
-    np.testing.assert_array_equal(model(x), y, err_msg=name)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), y, err_msg=name)
     for warning in caught:
         if issubclass(warning.category, keras_safe.CompatibilityWarning):
             print(f"WARNING {name}: {warning.message}")
@@ -163,7 +164,7 @@ def test_v2_renamed_argument_loads_v1_files_with_identical_outputs(saved: Path) 
         + """
 import my_project.layers
 plain = keras.models.load_model(out / "v1.keras")  # plain Keras runs the migration too
-np.testing.assert_array_equal(plain(x), y)
+np.testing.assert_array_equal(keras.ops.convert_to_numpy(plain(x)), y)
 """,
         str(saved),
         path=[saved / "v2"],
@@ -193,7 +194,7 @@ for name in ("v1.keras", "plain.keras", "legacy.h5"):
         model = keras_safe.load(out / f"up_{name}.keras", expected_digest=manifest.digest)
         report = keras_safe.verify(out / f"up_{name}.keras")
     assert report.ok and not report.warnings, report
-    np.testing.assert_array_equal(model(x), y)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), y)
     print(f"UPGRADED {name} {manifest.digest}")
 """,
         str(saved),
@@ -221,8 +222,9 @@ out = Path(sys.argv[1])
 x, y = np.load(out / "x.npy"), np.load(out / "y.npy")
 for name, digest in zip(sys.argv[2::2], sys.argv[3::2]):
     path = out / f"up_{name}.keras"
-    np.testing.assert_array_equal(keras_safe.load(path, expected_digest=digest)(x), y)
-    np.testing.assert_array_equal(keras.models.load_model(path)(x), y)
+    loaded = keras_safe.load(path, expected_digest=digest)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), y)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.models.load_model(path)(x)), y)
 """,
         str(saved),
         *[part for item in digests.items() for part in item],
@@ -324,6 +326,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import keras
 import numpy as np
 import keras_safe
 
@@ -338,7 +341,7 @@ import my_project.blocks
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", keras_safe.CompatibilityWarning)
     model = keras_safe.load(out / "v1.keras")
-np.testing.assert_array_equal(model(x), y)
+np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), y)
 print("WARNING:", caught[0].message)
 """,
         str(saved),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ def test_verify_leaves_no_variables_for_keras_to_initialize(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("sample", [False, True])
-def test_verify_passes_for_subclassed_models_and_assets(
+def test_verify_passes_for_subclassed_models(
     tmp_path: Path, scope: keras_safe.Registry, sample: bool
 ) -> None:
     @keras_safe.register(package="verify_tests")
@@ -85,13 +86,81 @@ def test_verify_passes_for_subclassed_models_and_assets(
     net(x)
     keras_safe.save(_trained(net), tmp_path / "net.keras", sample_input=x if sample else None)
 
-    lookup = keras.layers.StringLookup()
+
+def _string_model() -> keras.Model:
+    pytest.importorskip("tensorflow", reason="StringLookup needs TensorFlow on every backend")
+    lookup = keras.layers.StringLookup(name="words")
     lookup.adapt(np.array(["a", "b", "c", "b"]))
-    inputs = keras.Input((1,), dtype="string")
-    words = keras.Model(inputs, keras.layers.Embedding(10, 2)(lookup(inputs)))
-    sample_words = np.array([["b"]]) if sample else None
-    keras_safe.save(words, tmp_path / "words.keras", sample_input=sample_words)
+    inputs = keras.Input((1,), dtype="string", name="text")
+    return keras.Model(inputs, keras.layers.Embedding(10, 2)(lookup(inputs)))
+
+
+def test_verify_passes_for_a_model_with_string_input(tmp_path: Path) -> None:
+    keras_safe.save(_string_model(), tmp_path / "words.keras")
     assert keras_safe.load(tmp_path / "words.keras").layers[1].get_vocabulary()[1] == "b"
+
+
+@pytest.mark.tensorflow_only(reason="only TensorFlow has string tensors to run the model on")
+def test_verify_compares_outputs_of_a_model_with_string_input(tmp_path: Path) -> None:
+    keras_safe.save(_string_model(), tmp_path / "words.keras", sample_input=np.array([["b"]]))
+
+
+def test_string_sample_input_outside_tensorflow_is_refused_clearly(tmp_path: Path) -> None:
+    if keras.backend.backend() == "tensorflow":
+        pytest.skip("TensorFlow runs string models: compared above")
+    target = tmp_path / "words.keras"
+    with pytest.raises(keras_safe.KerasSafeError, match=r"(?s)sample_input.*string input") as info:
+        keras_safe.save(_string_model(), target, sample_input=np.array([["b"]]))
+    message = str(info.value)
+    assert f"on the {keras.backend.backend()} backend" in message
+    assert "input 'text', read by layer 'words' (StringLookup)" in message
+    assert "Fix: save without sample_input" in message
+    assert isinstance(info.value, ValueError) and not target.exists()
+
+
+def test_sample_input_the_model_refuses_is_a_usage_error(tmp_path: Path) -> None:
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs), name="four_wide")
+    with pytest.raises(keras_safe.KerasSafeError, match="fails on sample_input") as info:
+        keras_safe.save(model, tmp_path / "m.keras", sample_input=np.ones((2, 7), "float32"))
+    assert "'four_wide'" in str(info.value) and "Fix: pass a sample_input" in str(info.value)
+    assert not (tmp_path / "m.keras").exists()
+
+
+# -- which rebuild ran -----------------------------------------------------------------
+
+
+def test_a_normal_model_takes_the_deferred_path(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = _functional()
+    with caplog.at_level(logging.DEBUG, logger="keras_safe"):
+        keras_safe.save(model, tmp_path / "m.keras")
+    assert verification.last_verification() == ("deferred", None)
+    records = [r for r in caplog.records if r.name == "keras_safe"]
+    assert [r.levelno for r in records] == [logging.DEBUG]
+    assert "the deferred rebuild confirmed the file" in records[0].getMessage()
+    assert str(tmp_path / "m.keras") in records[0].getMessage()
+    with caplog.at_level(logging.DEBUG, logger="keras_safe"):
+        keras_safe.save(model, tmp_path / "s.keras", sample_input=np.ones((2, 8), "float32"))
+    assert verification.last_verification() == ("deferred", None)
+
+
+def test_the_ordinary_rebuild_says_why_it_ran(
+    tmp_path: Path, scope: keras_safe.Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    layer_class = keras_safe.register(_broken_loader("adds"), package="verify_tests")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layer_class(name="broken")(inputs))
+    with (
+        caplog.at_level(logging.DEBUG, logger="keras_safe"),
+        pytest.raises(keras_safe.VerificationError),
+    ):
+        keras_safe.save(model, tmp_path / "m.keras")
+    path, reason = verification.last_verification() or ("", "")
+    assert path == "ordinary"
+    assert reason is not None and reason.startswith("the deferred rebuild could not confirm it")
+    assert any(f"ordinary rebuild, because {reason}" in r.getMessage() for r in caplog.records)
 
 
 class _Dense(keras.layers.Layer):
@@ -245,7 +314,10 @@ def test_the_rebuild_borrows_output_specs_of_matching_live_layers(
     assert sum(counts) == 3  # each custom block; Dense computes its shape without tracing
     assert Layer.compute_output_spec is traced  # Keras' own again after the rebuild
     restored = keras_safe.load(tmp_path / "m.keras")
-    np.testing.assert_array_equal(restored(np.ones((1, 8))), model(np.ones((1, 8))))
+    x = np.ones((1, 8), "float32")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(model(x))
+    )
 
 
 def test_a_layer_with_state_set_after_construction_is_traced_and_refused(

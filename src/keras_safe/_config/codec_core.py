@@ -7,6 +7,7 @@ values and of objects live in ``_codec_numpy`` and ``_codec_objects``.
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeAlias
@@ -228,8 +229,26 @@ class Codec:
         return {key: self.decode(item, (*path, key)) for key, item in data.items()}
 
 
+def _is_tensor(value: Any) -> bool:
+    """A tensor or variable of the backend, or of any framework already imported."""
+    if isinstance(value, keras.Variable) or keras.ops.is_tensor(value):
+        return True
+    # A TensorFlow tensor under JAX, say: checked only where that framework is
+    # imported (a value of its type cannot exist otherwise).
+    for module, names in (
+        ("tensorflow", ("Tensor", "Variable")),
+        ("jax", ("Array",)),
+        ("torch", ("Tensor",)),
+    ):
+        framework = sys.modules.get(module)
+        kinds = [getattr(framework, name, None) for name in names]
+        if any(isinstance(k, type) and isinstance(value, k) for k in kinds):
+            return True
+    return False
+
+
 def unsupported(codec: Codec, value: Any, path: PathT) -> NoReturn:
-    if isinstance(value, (keras.Variable,)) or keras.ops.is_tensor(value):
+    if _is_tensor(value):
         fail(
             codec,
             path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import sys
 import types
 from typing import Any
 
@@ -161,7 +162,13 @@ def _check_function(codec: Codec, value: Any, path: PathT) -> None:
     _function_form(codec, value, path)
 
 
+def _check_nothing(codec: Codec, value: Any, path: PathT) -> None:
+    return None
+
+
 def _check_keras_object(codec: Codec, value: Any, path: PathT) -> None:
+    if is_tf_dtype(value):
+        return
     cls = type(value)
     if not hasattr(value, "get_config"):
         unsupported(codec, value, path)
@@ -179,6 +186,8 @@ def _check_keras_object(codec: Codec, value: Any, path: PathT) -> None:
 
 
 def _encode_keras_object(codec: Codec, value: Any, path: PathT) -> JSON:
+    if is_tf_dtype(value):
+        return _encode_tf_dtype(codec, value, path)
     _check_keras_object(codec, value, path)
     data = plain_json(keras.saving.serialize_keras_object(value))
     if _keras.sharing_objects():
@@ -217,24 +226,64 @@ def _decode_keras_object(codec: Codec, data: dict[str, Any], path: PathT) -> Any
     return obj
 
 
-def _register_tf_dtype(c: Codec) -> None:
-    if keras.backend.backend() != "tensorflow":
-        return
-    import tensorflow as tf
+# -- TensorFlow dtypes ---------------------------------------------------------------
+#
+# A tf.DType argument (tf.float32) is stored by name under every backend. It
+# comes back as a tf.DType where TensorFlow is the backend or already
+# imported (so a model verified in the process that saved it compares
+# equal), and otherwise as the dtype's name, which every Keras API accepts in
+# place of a dtype object; neither needs TensorFlow imported to decode.
 
-    def encode(codec: Codec, value: Any, path: PathT) -> JSON:
-        return {TAG: "tf_dtype", "dtype": value.name}
+_TF_DTYPE_NAMES = frozenset(
+    {
+        "bfloat16", "bool", "complex64", "complex128", "float16", "float32", "float64",
+        "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "string",
+        "float8_e4m3fn", "float8_e5m2",
+    }
+)  # fmt: skip
+_TF_ONLY_DTYPE_NAMES = frozenset(
+    {"qint8", "qint16", "qint32", "quint8", "quint16", "resource", "variant"}
+)
 
-    def check(codec: Codec, value: Any, path: PathT) -> None:
-        return None
 
-    def decode(codec: Codec, data: dict[str, Any], path: PathT) -> Any:
-        name = data.get("dtype")
-        if not isinstance(name, str) or not hasattr(tf.dtypes, name):
-            bad_file(path, f"names an unknown TensorFlow dtype {name!r}")
+def _tensorflow_if_imported() -> Any:
+    """The TensorFlow module if the backend is TensorFlow or it was imported, else None."""
+    if "tensorflow" not in sys.modules and keras.backend.backend() == "tensorflow":
+        import tensorflow  # noqa: F401
+    return sys.modules.get("tensorflow")
+
+
+def is_tf_dtype(value: Any) -> bool:
+    """Whether ``value`` is a ``tf.DType`` (without importing TensorFlow)."""
+    module = sys.modules.get("tensorflow")
+    dtype_class = getattr(getattr(module, "dtypes", None), "DType", None)
+    return dtype_class is not None and isinstance(value, dtype_class)
+
+
+def _encode_tf_dtype(codec: Codec, value: Any, path: PathT) -> JSON:
+    return {TAG: "tf_dtype", "dtype": value.name}
+
+
+def _decode_tf_dtype(codec: Codec, data: dict[str, Any], path: PathT) -> Any:
+    name = data.get("dtype")
+    if not isinstance(name, str) or name not in _TF_DTYPE_NAMES | _TF_ONLY_DTYPE_NAMES:
+        bad_file(path, f"names an unknown TensorFlow dtype {name!r}")
+    tf = _tensorflow_if_imported()
+    if tf is not None:
+        if not hasattr(tf.dtypes, name):
+            raise CompatibilityError(
+                f"Config value at `{format_path(path)}` is the TensorFlow dtype tf.{name}, "
+                f"which TensorFlow {tf.__version__} does not have. Fix: install the TensorFlow "
+                "release the file was saved with (keras-safe inspect shows it)."
+            )
         return tf.dtypes.as_dtype(name)
-
-    c.register((tf.dtypes.DType,), Handler("tf_dtype", check, encode, decode, "tf_dtype"))
+    if name in _TF_ONLY_DTYPE_NAMES:
+        raise CompatibilityError(
+            f"Config value at `{format_path(path)}` is the TensorFlow dtype tf.{name}, which "
+            f"has no equivalent on the {keras.backend.backend()} backend. Fix: load this file "
+            "with KERAS_BACKEND=tensorflow."
+        )
+    return name
 
 
 def register_object_handlers(c: Codec) -> None:
@@ -247,6 +296,7 @@ def register_object_handlers(c: Codec) -> None:
         (types.FunctionType, types.BuiltinFunctionType),
         Handler("function", _check_function, _function_form),
     )
-    _register_tf_dtype(c)
+    tf_dtype = Handler("tf_dtype", _check_nothing, _encode_tf_dtype, _decode_tf_dtype, "tf_dtype")
+    c.register((), tf_dtype)  # found by the fallback: by type would need TensorFlow imported
     c.set_fallback(Handler("keras_object", _check_keras_object, _encode_keras_object))
     c.set_object_decoder(_decode_keras_object)

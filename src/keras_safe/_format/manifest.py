@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.metadata
 import inspect
 import json
 import os
 import platform
 import re
+import sys
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -320,19 +322,36 @@ def environment() -> dict[str, str | None]:
     """Versions of everything that shapes how a file loads, as of now."""
     from keras_safe import __version__
 
-    try:
-        import tensorflow as tf
-
-        tf_version: str | None = tf.__version__
-    except ImportError:  # another backend
-        tf_version = None
     return {
         "keras_safe": __version__,
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
-        "tensorflow": tf_version,
+        "tensorflow": tensorflow_version(),
         "python": platform.python_version(),
     }
+
+
+# The distributions that install the ``tensorflow`` package, most common first.
+_TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tf-nightly", "tensorflow-macos")
+
+
+def tensorflow_version() -> str | None:
+    """The installed TensorFlow's version, or None; never imports TensorFlow.
+
+    Importing it costs seconds and hundreds of MB, which a JAX or PyTorch
+    user should not pay for a version string: where TensorFlow is not imported
+    yet, the version comes from the installed package's metadata.
+    """
+    module = sys.modules.get("tensorflow")
+    version = getattr(module, "__version__", None)
+    if isinstance(version, str):
+        return version
+    for name in _TENSORFLOW_DISTRIBUTIONS:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def describe_object(

@@ -79,12 +79,13 @@ def deserialize_deferred(config: dict[str, Any], custom_objects: dict[str, Any])
 
     - the model is built in the stateless scope, so no initializer runs
       (generating 100M random numbers takes longer than loading them);
-    - its variables then get a scalar ``tf.Variable`` as placeholder,
-      because TensorFlow's optimizer keys its slots by the real
-      ``tf.Variable`` (and reads nothing else of it); no weight-sized memory
-      is allocated. The scope must treat any read of these values as a
-      failure to confirm (``keras_safe._ops.rebuild`` does): only what
-      loading records is ever compared. During the symbolic calls the
+    - under TensorFlow its variables then get a scalar ``tf.Variable`` as
+      placeholder, because TensorFlow's optimizer keys its slots by the real
+      ``tf.Variable`` (and reads nothing else of it); JAX's and torch's key
+      them by the Keras variable, which keeps no value at all. No
+      weight-sized memory is allocated. The scope must treat any read of
+      these values as a failure to confirm (``keras_safe._ops.rebuild``
+      does): only what loading records is ever compared. During the symbolic calls the
       variables read as zeros (``_ZerosPending``);
     - the optimizer and the rest of the compile arguments are created outside
       the scope (Keras refuses variables made from values, such as every
@@ -274,6 +275,12 @@ def _lending_specs(live: Any) -> Iterator[None]:
 
 
 def _give_placeholder(variable: Any) -> None:
+    if keras.backend.backend() != "tensorflow":
+        # JAX and torch optimizers key their slots by the Keras variable itself
+        # (``id``): the variable stays without a value of its own, and any read
+        # outside what loading assigned reads its zeros initializer, which the
+        # scope sees as a read of an unloaded value.
+        return
     import tensorflow as tf
 
     placeholder = tf.Variable(

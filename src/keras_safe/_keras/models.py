@@ -7,6 +7,7 @@ refuses oversized models before Keras allocates them, and the hook
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -82,6 +83,43 @@ def array_view(value: Any) -> np.ndarray[Any, Any]:
 # is parsed, or learn which weights were actually consumed. keras_safe does
 # those steps itself around the same internal functions Keras' own
 # saving_lib uses, so the archive layout stays exactly Keras'.
+
+
+# -- serializing without importing TensorFlow ----------------------------------------
+#
+# serialize_keras_object asks ``tf.available`` (Keras' lazy TensorFlow module)
+# of every object that is not a plain value, to test for tf.TensorShape,
+# tf.DType and tf.TypeSpec: the first get_config() of a Dense layer imports
+# TensorFlow whenever it is installed, whatever the backend (seconds, hundreds
+# of MB, its start-up log). Until TensorFlow is imported no object can be an
+# instance of its classes, so answering "not available" then changes no
+# result. The lazy module serialization_lib uses is wrapped once per process
+# to answer so; everything else is passed through.
+
+
+class _TensorFlowOnceImported:
+    """Keras' lazy ``tensorflow`` module, ``available`` only once TensorFlow is imported."""
+
+    def __init__(self, lazy: Any) -> None:
+        self._lazy = lazy
+
+    @property
+    def available(self) -> bool:
+        return "tensorflow" in sys.modules and bool(self._lazy.available)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lazy, name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._lazy!r})"
+
+
+def _install_tensorflow_guard() -> None:
+    if not isinstance(serialization_lib.tf, _TensorFlowOnceImported):
+        serialization_lib.tf = _TensorFlowOnceImported(serialization_lib.tf)
+
+
+_install_tensorflow_guard()
 
 
 def serialize_model(model: Any) -> dict[str, Any]:

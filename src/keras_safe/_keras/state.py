@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import h5py
+import keras
 import numpy as np
 from keras.src.saving import saving_lib
 from keras.src.saving.keras_saveable import KerasSaveable
@@ -170,21 +171,20 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
     def _read_as_tensor(self, dataset: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Any:
         """A dataset as a tensor over the bytes read, or None where that does not apply.
 
-        Keras' store returns a new numpy array per dataset, which TensorFlow
-        copies again when it is assigned (``convert_to_eager_tensor`` copies
-        every ndarray). In a deferred rebuild the dataset is read into a
-        buffer aligned as TensorFlow requires and handed over through
-        DLPack, so the tensor is the buffer. Once nothing refers to that
-        tensor any more (the values were compared and dropped), the next
-        dataset reuses the buffer: no fresh memory to fault in per dataset.
-        A layer whose ``load_own_variables`` needs numpy arrays fails here,
-        and the ordinary rebuild takes over.
+        Keras' store returns a new numpy array per dataset, which the backend
+        copies again when it is assigned (TensorFlow's ``convert_to_eager_tensor``
+        and ``jnp.asarray`` copy every ndarray). In a deferred rebuild the
+        dataset is read into a buffer aligned as TensorFlow and XLA require
+        and handed over without a copy (DLPack; ``torch.from_numpy``), so the
+        tensor is the buffer. Once nothing refers to that tensor any more (the
+        values were compared and dropped), the next dataset reuses the buffer:
+        no fresh memory to fault in per dataset. A layer whose
+        ``load_own_variables`` needs numpy arrays fails here, and the ordinary
+        rebuild takes over.
         """
         nbytes = math.prod(shape) * dtype.itemsize
         if dtype.kind not in "biuf" or nbytes == 0:
             return None  # strings, empty: Keras' own path
-        import tensorflow as tf
-
         needed = nbytes + _TF_ALIGNMENT
         in_use = self._lent is not None and self._lent() is not None  # a tensor still holds it
         if self._scratch is None or self._scratch.nbytes < needed or in_use:
@@ -193,8 +193,9 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         raw = self._scratch[offset : offset + nbytes]
         array = raw.view(dtype).reshape(shape)
         dataset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, array)  # read_direct, without its selections
-        tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
-        self._lent = weakref.ref(array)  # dies when TensorFlow releases the tensor
+        tensor = _tensor_over(array)
+        if tensor is not None:
+            self._lent = weakref.ref(array)  # dies when the backend releases the tensor
         return tensor
 
 
@@ -252,6 +253,32 @@ def weight_path_renames(model: Any, old_names: dict[type, str]) -> dict[str, str
 
 
 _TF_ALIGNMENT = 64  # EIGEN_MAX_ALIGN_BYTES; TensorFlow aborts on less aligned buffers
+
+
+def _tensor_over(array: np.ndarray[Any, Any]) -> Any:
+    """A tensor of the current backend that shares ``array``'s memory, or None.
+
+    None where the backend cannot take this dtype without a copy (torch has
+    no unsigned 16/32/64-bit tensors before 2.3, for instance): Keras' own
+    path then reads the dataset.
+    """
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        if backend == "jax":
+            import jax
+
+            return jax.dlpack.from_dlpack(array)
+        if backend == "torch":
+            import torch
+
+            return torch.from_numpy(array)
+    except (TypeError, ValueError, RuntimeError, BufferError):
+        return None
+    return None
 
 
 @contextmanager

@@ -7,6 +7,7 @@ the argument or weight, and both values.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from keras_safe import _keras
 from keras_safe._config.describe import defined_in_keras
+from keras_safe.errors import _UsageError
 
 __all__ = [
     "SAVED_REBUILT",
@@ -259,7 +261,16 @@ def weight_differences(
 
 def output_differences(model: Any, rebuilt: Any, sample_input: Any) -> list[str]:
     """Every output of two models that differs on ``sample_input`` (bit for bit)."""
-    expected = keras.tree.flatten(model(sample_input, training=False))
+    try:
+        expected = keras.tree.flatten(model(sample_input, training=False))
+    except Exception as exc:
+        message = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())[:500]
+        raise _UsageError(
+            f"The model {getattr(model, 'name', '')!r} fails on sample_input, so its outputs "
+            f"cannot be compared ({type(exc).__name__}: {message}). Fix: pass a sample_input "
+            "the model accepts (model(sample_input) must run), or leave sample_input out: the "
+            "config and every weight are compared without it."
+        ) from exc
     actual = keras.tree.flatten(rebuilt(sample_input, training=False))
     if len(expected) != len(actual):
         return [

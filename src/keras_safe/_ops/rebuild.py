@@ -18,6 +18,9 @@ process would meet it.
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
+import threading
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,22 @@ from keras_safe._ops.compare import config_differences, output_differences, weig
 from keras_safe._ops.options import LoadOptions
 from keras_safe.errors import KerasSafeError, VerificationError, _see_docs
 
-__all__ = ["verify_written"]
+__all__ = ["last_verification", "verify_written"]
+
+_log = logging.getLogger("keras_safe")
+_LAST = threading.local()
+
+
+def last_verification() -> tuple[str, str | None] | None:
+    """How this thread's last ``save(roundtrip=True)`` rebuilt the model, or None.
+
+    ``("deferred", None)``: the deferred rebuild confirmed the file (the fast
+    path); ``("ordinary", reason)``: the ordinary rebuild settled it, and
+    ``reason`` says why the deferred one did not. Not part of the file nor of
+    the returned manifest: for tests and the benchmark.
+    """
+    last: tuple[str, str | None] | None = getattr(_LAST, "path", None)
+    return last
 
 
 def verify_written(
@@ -57,14 +75,23 @@ def verify_written(
     if not compare_compile:
         config = {k: v for k, v in config.items() if k != "compile_config"}
     problems: list[str] | None = None
+    _LAST.path = None
     try:
         scope = _ComparingScope(model if sample_input is None else None, compare_optimizer)
         with _keras.deferred_variables(scope):
             rebuilt = _rebuild(path, shown, read_back)
             problems = _differences(model, config, rebuilt, sample_input, scope, compare_optimizer)
-    except Exception:  # the ordinary rebuild below reports what is wrong
+    except Exception as exc:  # the ordinary rebuild below reports what is wrong
         problems = None
-    if problems != []:
+        reason = f"the deferred rebuild failed: {type(exc).__name__}: {_one_line(exc)}"
+    else:
+        reason = f"the deferred rebuild could not confirm it: {'; '.join(problems[:3])}"
+    if problems == []:
+        _LAST.path = ("deferred", None)
+        _log.debug("save(roundtrip=True) of %s: the deferred rebuild confirmed the file", shown)
+    else:
+        _LAST.path = ("ordinary", reason)
+        _log.debug("save(roundtrip=True) of %s: ordinary rebuild, because %s", shown, reason)
         rebuilt = _rebuild(path, shown, read_back)
         problems = _differences(model, config, rebuilt, sample_input, None, compare_optimizer)
     if problems:
@@ -73,6 +100,12 @@ def verify_written(
             f"saved, so {shown} was not written (a file already there is unchanged). "
             f"{summarize(problems)}\n{_fix(model)}\n{_see_docs('VerificationError')}"
         )
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (Keras' are several, with terminal colours)."""
+    line = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _fix(model: Any) -> str:

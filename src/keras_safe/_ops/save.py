@@ -126,6 +126,8 @@ def save(
             f"{target} already exists and overwrite=False; nothing was written. Pass "
             "overwrite=True to replace it, or choose another path."
         )
+    if roundtrip and sample_input is not None:
+        _check_sample_input_runs(model)
     config = _serialize(model)
     records = _preflight(config)
     training = _training_state(model, include_optimizer)
@@ -204,6 +206,42 @@ def _serialize(model: Any) -> dict[str, Any]:
     except Exception as exc:
         problems = _layer_config_problems(model) or [f"{type(exc).__name__}: {exc}"]
         raise SerializationError(_problem_list(model, problems)) from exc
+
+
+def _check_sample_input_runs(model: Any) -> None:
+    """Refuse ``sample_input`` for a model that takes strings, except under TensorFlow.
+
+    Only TensorFlow has string tensors: under JAX or torch Keras cannot call
+    a model whose input is a string (StringLookup, TextVectorization inside
+    the model), so its outputs on ``sample_input`` cannot be compared.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return
+    strings, readers = [], []
+    for layer in getattr(model, "layers", []):  # a subclassed model has no input layers
+        try:
+            taken = keras.tree.flatten(
+                layer.output if isinstance(layer, keras.layers.InputLayer) else layer.input
+            )
+        except (AttributeError, ValueError):  # called more than once: no single input
+            continue
+        if any(getattr(t, "dtype", None) == "string" for t in taken):
+            if isinstance(layer, keras.layers.InputLayer):
+                strings.append(repr(layer.name))
+            else:
+                readers.append(f"{layer.name!r} ({type(layer).__name__})")
+    if not strings:
+        return
+    read_by = f", read by layer {', '.join(readers)}" if readers else ""
+    raise _UsageError(
+        f"keras_safe.save(sample_input=...) cannot run the model {model.name!r} on the "
+        f"{backend} backend: it takes string input (input {', '.join(strings)}{read_by}), and only "
+        "TensorFlow has string tensors; Keras refuses to call it under another backend. "
+        "Nothing was written. Fix: save without sample_input (the config and every weight "
+        "are still compared), or save it with KERAS_BACKEND=tensorflow, or move the string "
+        "layers into the input pipeline (tf.data) and save the model from their output."
+    )
 
 
 def _preflight(config: dict[str, Any]) -> tuple[ObjectRecord, ...]:
