@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keras_safe import _keras
 from keras_safe._format.limits import ArchiveLimits
 from keras_safe._guard.allowlist import (
     Reference,
@@ -71,6 +72,9 @@ def check_configs(
         UnsafeModelError: listing every unsafe reference and every resource
             bound exceeded, before Keras sees any of it.
     """
+    # A torch optimizer twin is checked as the public class it stands for, at
+    # every entry point (load rewrites it the same way before building).
+    configs = [_keras.public_optimizer_names(config) for config in configs]
     estimate = screen_resources(configs[0], limits) if configs else BuildEstimate(limits)
     resolver = resolver if resolver is not None else Resolver()
     try:
