@@ -57,9 +57,12 @@ class SafeCheckpoint(_keras.CheckpointCallback):
         save_freq: ``"epoch"``, or save every this many batches.
         keep: Keep only the newest ``keep`` files matching ``filepath``'s
             pattern in its directory (None keeps all).
-        roundtrip: Rebuild each checkpoint from the written bytes and compare
-            it with the model before it replaces anything (slower), as
-            ``keras_safe.save(..., roundtrip=True)`` does.
+        roundtrip: Prove each checkpoint loads back before it replaces
+            anything, as ``keras_safe.save(..., roundtrip=True)`` does (the
+            default): the first checkpoint of a model is rebuilt from its
+            bytes and compared; later ones reuse that proof while the model's
+            config, classes and variables are unchanged, so they cost what
+            ``roundtrip=False`` costs. ``False``: every check but the rebuild.
         verbose: 1 prints a line per save, as ``ModelCheckpoint`` does.
         initial_value_threshold: As ``ModelCheckpoint``: the best value to beat.
         **save_kwargs: Passed on to :func:`keras_safe.save`
@@ -84,7 +87,7 @@ class SafeCheckpoint(_keras.CheckpointCallback):
         mode: str = "auto",
         save_freq: str | int = "epoch",
         keep: int | None = None,
-        roundtrip: bool = False,
+        roundtrip: bool = True,
         verbose: int = 0,
         initial_value_threshold: float | None = None,
         verify: bool | None = None,

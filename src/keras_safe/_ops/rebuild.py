@@ -13,20 +13,35 @@ generated, 1.2 GB read into fresh memory and 1.2 GB copied). That rebuild
 can only confirm; anything it finds, or a model it cannot build that way, is
 settled by an ordinary rebuild, which explains the problem as a fresh
 process would meet it.
+
+What a rebuild proves is kept for the next save of the same model (a
+training script saving every epoch): that this config, read with these
+registered classes, rebuilds a model whose variables are these, in this
+order, and loads the written values into them. While none of that changed
+(see :func:`_proof_basis`), a later save needs no rebuild: only the values
+changed, and they are written by the same code, with the manifest's
+digests computed from the written bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import re
 import threading
-from collections.abc import Collection
+import weakref
+from collections.abc import Collection, Hashable
 from pathlib import Path
 from typing import Any
 
+import keras
+
 from keras_safe import _keras
-from keras_safe._format.reader import ArchiveReader
+from keras_safe._config.registry import registry
+from keras_safe._format.manifest import Manifest
+from keras_safe._format.reader import METADATA, WEIGHTS, ArchiveReader
 from keras_safe._ops import load as loading
 from keras_safe._ops.compare import config_differences, output_differences, weight_differences
 from keras_safe._ops.options import LoadOptions
@@ -36,13 +51,21 @@ __all__ = ["last_verification", "verify_written"]
 
 _log = logging.getLogger("keras_safe")
 _LAST = threading.local()
+# model -> the basis of the last rebuild that confirmed a file of it
+_PROVEN: weakref.WeakKeyDictionary[Any, Hashable] = weakref.WeakKeyDictionary()
+_PROVEN_LOCK = threading.Lock()
+# Methods whose Keras versions write and read variables and assets by position
+# only; an override elsewhere may depend on the values, so its proof is not reused.
+_STATE_METHODS = ("save_own_variables", "load_own_variables", "save_assets", "load_assets")
 
 
 def last_verification() -> tuple[str, str | None] | None:
     """How this thread's last ``save(roundtrip=True)`` rebuilt the model, or None.
 
     ``("deferred", None)``: the deferred rebuild confirmed the file (the fast
-    path); ``("ordinary", reason)``: the ordinary rebuild settled it, and
+    path); ``("reused", None)``: an earlier rebuild of the same model proved
+    everything this save could change except the values (see the module's
+    docstring); ``("ordinary", reason)``: the ordinary rebuild settled it, and
     ``reason`` says why the deferred one did not. Not part of the file nor of
     the returned manifest: for tests and the benchmark.
     """
@@ -60,6 +83,7 @@ def verify_written(
     compare_optimizer: bool = True,
     compare_compile: bool = True,
     read_back: Collection[str] = (),
+    manifest: Manifest | None = None,
 ) -> None:
     """Raise :class:`~keras_safe.VerificationError` unless ``path`` rebuilds ``model``.
 
@@ -70,12 +94,23 @@ def verify_written(
     no optimizer state (see ``save``'s ``include_optimizer``);
     ``compare_compile=False``: loading does not apply the compile config
     (the class overrides ``compile()``), so the rebuilt one is not compared.
+    ``manifest``: the manifest written; with it, a confirmed rebuild is
+    remembered for the next save of ``model`` (see :func:`_proof_basis`).
     """
     shown = target if target is not None else path
     if not compare_compile:
         config = {k: v for k, v in config.items() if k != "compile_config"}
     problems: list[str] | None = None
     _LAST.path = None
+    basis = _proof_basis(model, config, sample_input, manifest, compare_optimizer)
+    if basis is not None and _proven(model) == basis:
+        _LAST.path = ("reused", None)
+        _log.debug(
+            "save(roundtrip=True) of %s: reused the proof of an earlier save of this model "
+            "(same config, classes and variables; only values changed)",
+            shown,
+        )
+        return
     try:
         scope = _ComparingScope(model if sample_input is None else None, compare_optimizer)
         with _keras.deferred_variables(scope):
@@ -87,6 +122,7 @@ def verify_written(
     else:
         reason = f"the deferred rebuild could not confirm it: {'; '.join(problems[:3])}"
     if problems == []:
+        _remember(model, basis)
         _LAST.path = ("deferred", None)
         _log.debug("save(roundtrip=True) of %s: the deferred rebuild confirmed the file", shown)
     else:
@@ -94,12 +130,87 @@ def verify_written(
         _log.debug("save(roundtrip=True) of %s: ordinary rebuild, because %s", shown, reason)
         rebuilt = _rebuild(path, shown, read_back)
         problems = _differences(model, config, rebuilt, sample_input, None, compare_optimizer)
+        if not problems:
+            _remember(model, basis)
     if problems:
+        _remember(model, None)
         raise VerificationError(
             f"The model rebuilt from the bytes written for {shown} differs from the one being "
             f"saved, so {shown} was not written (a file already there is unchanged). "
             f"{summarize(problems)}\n{_fix(model)}\n{_see_docs('VerificationError')}"
         )
+
+
+def _proof_basis(
+    model: Any,
+    config: dict[str, Any],
+    sample_input: Any,
+    manifest: Manifest | None,
+    with_optimizer: bool,
+) -> Hashable | None:
+    """Everything a rebuild of ``model``'s file depends on but the values; None: never reused.
+
+    The config compared; the digest of every member but the weights (assets
+    carry data that loading interprets); every custom object as recorded
+    (module, version, signature, source digest) and the registry's
+    key-to-object map (loading resolves through it); Keras' backend and
+    global dtype policy; each variable's path, shape and dtype, and the
+    optimizer's. Not reused when outputs on ``sample_input`` are compared
+    (they depend on the values), nor when a layer, the model or its
+    optimizer writes or reads its own state with code other than Keras'.
+    """
+    if manifest is None or sample_input is not None:
+        return None
+    optimizer = getattr(model, "optimizer", None) if with_optimizer else None
+    owners = [model, *_keras.all_layers(model), *([optimizer] if optimizer is not None else [])]
+    for owner in owners:
+        for name in _STATE_METHODS:
+            defined_in = next((c for c in type(owner).__mro__ if name in vars(c)), None)
+            if defined_in is not None and not defined_in.__module__.startswith("keras."):
+                return None
+    variables = list(model.weights) + (list(optimizer.variables) if optimizer is not None else [])
+    try:
+        text = json.dumps(config, sort_keys=True)
+        layout = tuple((v.path, tuple(v.shape), str(v.dtype)) for v in variables)
+        known = tuple(sorted((key, id(registry.get(key))) for key in registry))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    members = tuple(
+        sorted(
+            (name, record.sha256)
+            for name, record in manifest.members.items()
+            if name not in (WEIGHTS, METADATA)
+        )
+    )
+    return (
+        hashlib.sha256(text.encode()).hexdigest(),
+        members,
+        manifest.objects,
+        known,
+        keras.backend.backend(),
+        keras.config.dtype_policy().name,
+        layout,
+        with_optimizer,
+    )
+
+
+def _proven(model: Any) -> Hashable | None:
+    with _PROVEN_LOCK:
+        try:
+            return _PROVEN.get(model)
+        except TypeError:  # not weak-referenceable
+            return None
+
+
+def _remember(model: Any, basis: Hashable | None) -> None:
+    with _PROVEN_LOCK:
+        try:
+            if basis is None:
+                _PROVEN.pop(model, None)
+            else:
+                _PROVEN[model] = basis
+        except TypeError:
+            pass
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:

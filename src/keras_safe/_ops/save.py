@@ -164,6 +164,7 @@ def save(
                 compare_optimizer=training.state == "included",
                 compare_compile=training.compile_restored,
                 read_back=writer.read_back,
+                manifest=manifest,
             )
         writer.commit()
     except KerasSafeError:
