@@ -474,7 +474,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gb']} GB RAM, "
         f"{m['os']}), Python {v.get('python')}, TensorFlow {v.get('tensorflow')}, Keras "
-        f"{v.get('keras')}, keras_safe {v.get('keras_safe')}; {report['repeat']} interleaved "
+        f"{v.get('keras')}, keras_safe {v.get('keras_safe')}; {_rounds(report)} interleaved "
         "round(s). Times are medians of wall time, with CPU time (user + system, every thread) "
         "in parentheses; peak RSS is the process' largest resident size during the operation. "
         f"Ratios are keras_safe / plain Keras; a ratio in bold misses its target (time: "
@@ -678,7 +678,7 @@ def draw_chart(report: dict[str, Any], stem: Path) -> list[Path]:
         axis.grid(True, which="both", alpha=0.3)
     left.legend(fontsize=8)
     figure.suptitle(
-        f"keras_safe vs plain Keras ({_MODE_NAMES[mode]}, median of {report['repeat']} "
+        f"keras_safe vs plain Keras ({_MODE_NAMES[mode]}, median of {_rounds(report)} "
         f"round(s), {report['machine']['date']})",
         fontsize=10,
     )
@@ -766,15 +766,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--from-json",
         type=Path,
+        nargs="+",
         metavar="FILE",
-        help="measure nothing: publish the results a run wrote with --json FILE",
+        help="measure nothing: publish the results runs wrote with --json FILE (several runs, "
+        "e.g. 1B measured apart with fewer rounds, are published as one)",
     )
     args = parser.parse_args(argv)
     chart_stem = args.chart
     if chart_stem is None and args.markdown and args.markdown != "-":
         chart_stem = Path(args.markdown).with_name("benchmarks-chart")
     if args.from_json is not None:
-        publish(json.loads(args.from_json.read_text()), args.markdown, chart_stem)
+        reports = [json.loads(path.read_text()) for path in args.from_json]
+        publish(merge_reports(reports), args.markdown, chart_stem)
         return 0
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -921,6 +924,50 @@ def main(argv: list[str] | None = None) -> int:
         log(f"profiles in {profile}; save(roundtrip=True)'s top entries: {profile / 'summary.txt'}")
     log(f"done in {report['wall_seconds']:.0f} s")
     return 0
+
+
+def _rounds(report: dict[str, Any]) -> str:
+    return str(report.get("repeat_note", report["repeat"]))
+
+
+def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs' reports as one: their rows and runs together, the rest from the first.
+
+    A size measured in more than one run is taken from the first run that
+    has it. When the runs made different numbers of rounds, ``repeat``
+    says which sizes made which (``repeat_note``: ``"5 (1B: 3)"``).
+    """
+    if len(reports) == 1:
+        return reports[0]
+    merged = dict(reports[0])
+    rows, runs = list(merged["rows"]), list(merged["runs"])
+    seen = {(r["mode"], r["backend"], r["model"], r["size"]) for r in runs}
+    other_rounds: dict[int, list[str]] = {}
+    for report in reports[1:]:
+        for run in report["runs"]:
+            key = (run["mode"], run["backend"], run["model"], run["size"])
+            if key in seen:
+                continue
+            seen.add(key)
+            runs.append(run)
+            rows += [
+                r for r in report["rows"] if (r["mode"], r["backend"], r["model"], r["size"]) == key
+            ]
+            if report["repeat"] != reports[0]["repeat"]:
+                labels = other_rounds.setdefault(report["repeat"], [])
+                if size_label(run["size"]) not in labels:
+                    labels.append(size_label(run["size"]))
+        for key in ("checkpoints", "construction", "digests", "imports", "backends"):
+            if not merged.get(key) and report.get(key):
+                merged[key] = report[key]
+        merged.setdefault("backend_sizes", report.get("backend_sizes", []))
+    merged["rows"], merged["runs"] = rows, runs
+    if other_rounds:
+        parts = [f"{', '.join(sizes)}: {n}" for n, sizes in other_rounds.items()]
+        merged["repeat_note"] = f"{reports[0]['repeat']} ({'; '.join(parts)})"
+    merged["wall_seconds"] = sum(r.get("wall_seconds", 0.0) for r in reports)
+    merged["targets"] = check_targets(rows)
+    return merged
 
 
 def publish(report: dict[str, Any], markdown_to: str | None, chart_stem: Path | None) -> None:

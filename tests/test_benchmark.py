@@ -123,7 +123,9 @@ def test_markdown_has_every_table_and_marks_missed_targets() -> None:
     assert "| warm, all cores busy | custom blocks 1M | save(roundtrip=True) |" in text
     assert "custom blocks 1B (bfloat16)" in text
     assert "| jax | custom blocks 1M |" in text and "| torch | not installed |" in text
-    assert "| MLP 1.04M, 300 steps of 64 | 2.00 s | 0.100 s (5.0%) | 0.080 s (4.0%) | - |" in text
+    assert (
+        "| MLP 1.04M, 300 steps of 64 | 2.00 s | 0.100 s (5.0%) | 0.080 s (4.0%) | - | - |" in text
+    )
     contended = next(line for line in text.splitlines() if "all cores busy" in line)
     assert "**" not in contended  # shown, not held to targets
 
@@ -160,3 +162,39 @@ def test_a_saved_run_is_published_again_with_its_chart(
     assert "<svg" in (tmp_path / "benchmarks-chart.svg").read_text()
     assert "](benchmarks-chart.svg)" in page.read_text()
     assert "Targets:" in capsys.readouterr().out
+
+
+def test_rows_say_how_save_roundtrip_checked_its_file() -> None:
+    run = _run("warm", 10**6)
+    for sample in run["samples"]["save"]["keras_safe_verify"]:
+        sample["verify_path"] = ["reused", None]
+    run["samples"]["save"]["keras_safe_verify"][0]["verify_path"] = ["deferred", None]
+    verify = next(r for r in bench.summarise(run) if r["side"] == "keras_safe_verify")
+    assert verify["label"] == "save(roundtrip=True) [rebuilt, proof reused]"
+    plain = next(r for r in bench.summarise(_run("warm", 10**6)) if r["side"] == "keras_safe")
+    assert plain["label"] == "save(roundtrip=False)"
+
+
+def test_runs_measured_apart_are_published_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = _report([_run("warm", 10**6), _run("fresh", 10**6)])
+    main["repeat"] = 5
+    big = _report([_run("warm", 10**9), _run("warm", 10**6, verify=9.0)])
+    big["repeat"] = 3
+    big.pop("checkpoints")
+    merged = bench.merge_reports([main, big])
+    sizes = [(r["mode"], r["size"]) for r in merged["runs"]]
+    assert sizes == [("warm", 10**6), ("fresh", 10**6), ("warm", 10**9)]  # 1M from the first
+    assert {r["size"] for r in merged["rows"]} == {10**6, 10**9}
+    assert not any(r["time_ratio"] > 5 for r in merged["rows"])  # the repeated 1M is dropped
+    assert merged["checkpoints"] == main["checkpoints"]
+    text = bench.markdown(merged)
+    assert "; 5 (1B: 3) interleaved round(s)" in text
+    assert "custom blocks 1B (bfloat16)" in text
+    assert any("1B" in line for line in merged["targets"])
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(main))
+    second.write_text(json.dumps(big))
+    assert bench.main(["--from-json", str(first), str(second), "--markdown"]) == 0
+    assert "custom blocks 1B (bfloat16)" in capsys.readouterr().out
