@@ -534,3 +534,23 @@ def test_short_names_in_custom_objects_reach_keras(tmp_path: Path) -> None:
     assert isinstance(model.get_layer("twice"), Twice)
     out = keras.ops.convert_to_numpy(model(np.ones((1, 2))))
     np.testing.assert_array_equal(out, 2 * np.ones((1, 2)))
+
+
+def test_a_plain_keras_file_saved_compiled_but_never_trained_loads_as_it_is(
+    tmp_path: Path,
+) -> None:
+    # model.save after compile(): Keras writes the unbuilt optimizer's step
+    # count (0) and learning rate; the loaded model's optimizer is built for
+    # its variables. Nothing is lost, so nothing is refused or warned about.
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(0.25), loss="mse")
+    model.save(tmp_path / "plain.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", keras_safe.TrainingStateWarning)
+        loaded = keras_safe.load(tmp_path / "plain.keras")
+    assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == 0
+    assert float(keras.ops.convert_to_numpy(loaded.optimizer.learning_rate)) == 0.25
+    x = np.ones((2, 4), "float32")
+    loaded.fit(x, np.zeros((2, 3), "float32"), verbose=0)
+    assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == 1

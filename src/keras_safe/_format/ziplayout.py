@@ -96,7 +96,15 @@ def read_end_record(fd: int, file_size: int, path: Path) -> EndRecord:
         )
     entries, cd_size, cd_offset = fields[4], fields[5], fields[6]
     cd_end = eocd_pos
-    if _FFFF32 in (cd_size, cd_offset) or entries == 0xFFFF:
+    # zipfile takes the zip64 records whenever their locator precedes the end
+    # record, whatever the classic fields say: ``zipfile`` writes them for an
+    # offset over 2 GB, with the true offset still in the classic field.
+    has_locator = (
+        eocd_pos >= _ZIP64_LOCATOR.size
+        and os.pread(fd, len(_ZIP64_LOCATOR_SIG), eocd_pos - _ZIP64_LOCATOR.size)
+        == _ZIP64_LOCATOR_SIG
+    )
+    if has_locator or _FFFF32 in (cd_size, cd_offset) or entries == 0xFFFF:
         entries, cd_size, cd_offset = _zip64_end(fd, eocd_pos, path)
         cd_end = eocd_pos - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size
     return EndRecord(entries, cd_size, cd_offset, cd_end)
@@ -144,12 +152,21 @@ def _zip64_end(fd: int, eocd_pos: int, path: Path) -> tuple[int, int, int]:
     locator = os.pread(fd, _ZIP64_LOCATOR.size, eocd_pos - _ZIP64_LOCATOR.size)
     if len(locator) != _ZIP64_LOCATOR.size or not locator.startswith(_ZIP64_LOCATOR_SIG):
         raise IntegrityError(f"{path}: the zip64 end-of-archive locator is missing or damaged.")
-    record_at = _ZIP64_LOCATOR.unpack(locator)[2]
-    record = os.pread(fd, _ZIP64_EOCD.size, record_at)
+    # zipfile reads the record right before the locator (no extensible data),
+    # wherever the locator says it is: both must be the same place.
+    record_at = eocd_pos - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size
+    record = os.pread(fd, _ZIP64_EOCD.size, record_at) if record_at >= 0 else b""
     if len(record) != _ZIP64_EOCD.size or not record.startswith(_ZIP64_EOCD_SIG):
         raise IntegrityError(f"{path}: the zip64 end-of-archive record is missing or damaged.")
+    if _ZIP64_LOCATOR.unpack(locator)[2] != record_at:
+        raise UnsafeModelError(
+            f"{path}'s zip64 end-of-archive locator points elsewhere than the record before "
+            "it; zip readers disagree about such files, so it is refused."
+        )
+    # signature, record size, versions (2), disk numbers (2), entries on this
+    # disk, entries in all, directory size, directory offset
     fields = _ZIP64_EOCD.unpack(record)
-    return int(fields[6]), int(fields[7]), int(fields[8])
+    return int(fields[7]), int(fields[8]), int(fields[9])
 
 
 def read_local_header(fd: int, info: zipfile.ZipInfo, file_size: int, path: Path) -> LocalHeader:

@@ -458,7 +458,7 @@ def load_weights(
             store.scanned = True
             datasets = datasets or dataset_shapes(store.h5_file)
             skip, mismatch = _optimizer_to_skip(
-                model, datasets, options, reader.path, saved_optimizer
+                model, datasets, options, reader.path, saved_optimizer, store.h5_file
             )
             migration.map_renamed_layers(model, store, resolved)
             store.check = DatasetChecker(_keras.model_variables(model, not skip), where)
@@ -510,6 +510,7 @@ def _optimizer_to_skip(
     options: LoadOptions,
     path: Path,
     saved_optimizer: str | None,
+    h5_file: Any = None,
 ) -> tuple[tuple[Any, ...], CompatibilityError | None]:
     """``(model.optimizer,)`` when the file's optimizer state is not to be loaded.
 
@@ -529,6 +530,12 @@ def _optimizer_to_skip(
     flat = [name for name in saved if name.startswith("optimizer/vars/")]
     if len(flat) != len(saved) or len(flat) == len(optimizer.variables):
         return (), None  # nested optimizers (loss scaling): Keras' own checks decide
+    if _never_stepped(flat, h5_file) and len(flat) < len(optimizer.variables):
+        # Saved compiled but never trained (plain model.save after compile()):
+        # the optimizer was not built, so the file holds its step count, 0,
+        # and its learning rate, which the compile config holds too. The
+        # loaded optimizer starts from exactly that; nothing is lost.
+        return (optimizer,), None
     cls = type(model).__name__
     if not _keras.restores_compile(model):
         why = (
@@ -562,6 +569,21 @@ def _optimizer_to_skip(
         "or keras_safe.load(path, compile=False); then re-save it with keras_safe.save, which "
         f"records in the file what it holds.\n{_see_docs('CompatibilityError')}"
     )
+
+
+def _never_stepped(flat: list[str], h5_file: Any) -> bool:
+    """Whether the file's optimizer variables are an unbuilt optimizer's, at step 0.
+
+    An optimizer that was never built has only its step count
+    (``optimizer/vars/0``) and, with a constant learning rate, that rate.
+    """
+    if h5_file is None or not 1 <= len(flat) <= 2 or "optimizer/vars/0" not in flat:
+        return False
+    try:
+        steps = h5_file["optimizer"]["vars"]["0"]
+        return steps.shape == () and steps.dtype.kind in "iu" and int(steps[()]) == 0
+    except (KeyError, TypeError, ValueError, OSError):
+        return False
 
 
 def _natural(name: str) -> tuple[str, int]:
