@@ -47,7 +47,7 @@ from keras_safe._ops.compare import config_differences, output_differences, weig
 from keras_safe._ops.options import LoadOptions
 from keras_safe.errors import KerasSafeError, VerificationError, _see_docs
 
-__all__ = ["last_verification", "verify_written"]
+__all__ = ["forget_proofs", "last_verification", "verify_written"]
 
 _log = logging.getLogger("keras_safe")
 _LAST = threading.local()
@@ -192,6 +192,12 @@ def _proof_basis(
         layout,
         with_optimizer,
     )
+
+
+def forget_proofs() -> None:
+    """Forget every remembered proof: each model's next save rebuilds (benchmarks, tests)."""
+    with _PROVEN_LOCK:
+        _PROVEN.clear()
 
 
 def _proven(model: Any) -> Hashable | None:
