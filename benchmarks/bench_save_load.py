@@ -546,9 +546,7 @@ def _backend_table(report: dict[str, Any]) -> list[str]:
                     (r for r in mine if r["size"] == size and (r["operation"], r["side"]) == key),
                     None,
                 )
-                cells.append(
-                    f"{row['time_ratio']:.2f}x ({row['cpu_ratio']:.2f}x)" if row else "-"
-                )
+                cells.append(f"{row['time_ratio']:.2f}x ({row['cpu_ratio']:.2f}x)" if row else "-")
             first = next(r for r in mine if r["size"] == size)
             lines.append(f"| {backend} | {_model(first)} | " + " | ".join(cells) + " |")
     errors = report.get("backend_errors", {})
