@@ -186,11 +186,11 @@ def test_save_verify_and_roundtrip_together_is_a_usage_error(tmp_path: Path) -> 
 
 def test_safe_checkpoint_verify_warns_and_sets_roundtrip(tmp_path: Path) -> None:
     target = str(tmp_path / "e{epoch}.keras")
-    checkpoint, caught = _call_warned(lambda: SafeCheckpoint(target, verify=True))
+    checkpoint, caught = _call_warned(lambda: SafeCheckpoint(target, verify=False))
     _one_deprecation(caught, "SafeCheckpoint", "verify", "roundtrip")
-    assert checkpoint.roundtrip is True
-    assert SafeCheckpoint(target, roundtrip=True).roundtrip is True
-    assert SafeCheckpoint(target).roundtrip is False
+    assert checkpoint.roundtrip is False
+    assert SafeCheckpoint(target, roundtrip=False).roundtrip is False
+    assert SafeCheckpoint(target).roundtrip is True  # as keras_safe.save's
     with pytest.raises(_UsageError, match=r"SafeCheckpoint\(\) got both roundtrip= and verify="):
         SafeCheckpoint(target, roundtrip=True, verify=False)
 
