@@ -37,7 +37,9 @@ rounds (5 or more for figures worth quoting). Also measured:
   benchmark), so the cost of keras_safe's extra threads is visible;
 - ``--backends``: save, save+verify and load ratios under each Keras backend
   installed (``KERAS_BACKEND``=tensorflow, jax, torch), warm mode, at
-  ``--backend-sizes``;
+  ``--backend-sizes``; and per backend the first load of a fresh process
+  (after ``import keras`` and the model's layers, nothing warmed up, so
+  keras_safe's own imports for loading count), at the smallest of them;
 - ``--checkpoint SIZES``: the cost of one checkpoint during a small training
   run (an MLP on synthetic data, a few hundred steps per epoch), as a
   fraction of an epoch: ``keras.callbacks.ModelCheckpoint`` and
@@ -239,6 +241,50 @@ def fresh_run(
         "samples": samples,
         "digest": digest,
         "imports": imports,
+    }
+
+
+FIRST_LOAD_SIDES = ("plain", "keras_safe")
+
+
+def first_load_run(
+    params: int, repeat: int, workdir: Path, dtype: str, backend: str
+) -> dict[str, Any]:
+    """The first load of a fresh process under ``backend``, plain and keras_safe interleaved."""
+    tag = f"first-{backend}-custom-{size_label(params)}"
+    source = workdir / f"{tag}.keras"
+    warm = workdir / f"{tag}-warm.keras"
+    base = {
+        "model": "custom",
+        "params": params,
+        "workdir": str(workdir),
+        "dtype": dtype,
+        "tag": tag,
+    }
+    spec = {**base, "job": "prepare", "path": str(source), "warm_path": str(warm), "rounds": 1}
+    info = run_worker(spec, backend)
+    for key in ("digest", "imports", "backend"):
+        info.pop(key, None)
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {
+        "load": {side: [] for side in FIRST_LOAD_SIDES}
+    }
+    for r in range(repeat):
+        for side in rotated(FIRST_LOAD_SIDES, r):
+            job = {**base, "job": "first_load", "side": side, "path": str(source)}
+            result = run_worker(job, backend)
+            result.pop("imports", None)
+            samples["load"][side].append(result)
+            log(f"  {tag} round {r + 1}/{repeat} first load {side}: {_brief(result)}")
+    source.unlink()
+    warm.unlink()
+    return {
+        "mode": "first",
+        "model": "custom",
+        "size": params,
+        "backend": backend,
+        "info": info,
+        "samples": samples,
+        "imports": [],
     }
 
 
@@ -453,6 +499,7 @@ _MODE_NAMES = {
     "fresh": "fresh process",
     "warm": "warm process",
     "contended": "warm, all cores busy",
+    "first": "first load, fresh process",
 }
 
 
@@ -496,7 +543,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
-        if row["backend"] != "tensorflow":
+        if row["backend"] != "tensorflow" or row["mode"] == "first":  # in the backend table
             continue
         held = row["mode"] != "contended" and row["side"] != "plain_again"
         target = TIME_TARGETS.get((row["operation"], row["side"])) if held else None
@@ -518,20 +565,22 @@ def markdown(report: dict[str, Any]) -> str:
 
 def _backend_table(report: dict[str, Any]) -> list[str]:
     rows = [r for r in report["rows"] if r["mode"] == "warm" and r["side"] != "plain_again"]
+    first_loads = [r for r in report["rows"] if r["mode"] == "first"]
     backends = report.get("backends", {})
     if not backends:
         return []
     lines = [
         "",
-        "Per backend (warm process; time ratio, CPU ratio in parentheses):",
+        "Per backend (warm process, and the first load of a fresh process that imported Keras "
+        "and the model's layers; time ratio, CPU ratio in parentheses):",
         "",
         "| backend | model | save(roundtrip=False) | save(roundtrip=True), first save | "
-        "save(roundtrip=True), later saves | load |",
-        "|---|---|---:|---:|---:|---:|",
+        "save(roundtrip=True), later saves | load | first load, fresh process |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for backend, status in backends.items():
         if status != "ok":
-            lines.append(f"| {backend} | {status} | | | | |")
+            lines.append(f"| {backend} | {status} | | | | | |")
             continue
         mine = [r for r in rows if r["backend"] == backend and r["size"] in report["backend_sizes"]]
         for size in sorted({r["size"] for r in mine}):
@@ -547,11 +596,17 @@ def _backend_table(report: dict[str, Any]) -> list[str]:
                     None,
                 )
                 cells.append(f"{row['time_ratio']:.2f}x ({row['cpu_ratio']:.2f}x)" if row else "-")
+            fresh = next(
+                (r for r in first_loads if r["backend"] == backend and r["size"] == size), None
+            )
+            cells.append(
+                f"{fresh['time_ratio']:.2f}x ({fresh['cpu_ratio']:.2f}x)" if fresh else "-"
+            )
             first = next(r for r in mine if r["size"] == size)
             lines.append(f"| {backend} | {_model(first)} | " + " | ".join(cells) + " |")
     errors = report.get("backend_errors", {})
     for key, error in errors.items():
-        lines.append(f"| {key} | failed: {error} | | | | |")
+        lines.append(f"| {key} | failed: {error} | | | | | |")
     return lines
 
 
@@ -883,6 +938,18 @@ def main(argv: list[str] | None = None) -> int:
                 except RuntimeError as exc:
                     errors[f"{backend} {size_label(params)}"] = _last_error_line(str(exc))
                     log(f"  failed: {errors[f'{backend} {size_label(params)}']}")
+            if backend_sizes:
+                params = min(backend_sizes)
+                log(f"backend {backend}: first load in a fresh process, {size_label(params)}")
+                try:
+                    runs.append(
+                        first_load_run(
+                            params, args.repeat, workdir, dtype_for(params, args.dtype), backend
+                        )
+                    )
+                except RuntimeError as exc:
+                    errors[f"{backend} first load"] = _last_error_line(str(exc))
+                    log(f"  failed: {errors[f'{backend} first load']}")
         report["backends"] = backends
         report["backend_errors"] = errors
         report["backend_sizes"] = backend_sizes

@@ -56,7 +56,9 @@ def definition_of(obj: Any) -> tuple[str, str]:
 
 @functools.cache
 def _distributions_by_package() -> dict[str, list[str]]:
-    # Scans every installed distribution once; only listings need it.
+    # Scans every installed distribution once (a few hundred milliseconds
+    # with a large environment): saves and listings need it, loads ask the
+    # distribution their file names first (distribution_providing).
     return dict(importlib.metadata.packages_distributions())
 
 
@@ -74,3 +76,44 @@ def distribution_of(module: str) -> tuple[str | None, str | None]:
         return name, importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return name, None
+
+
+def _provides(dist: importlib.metadata.Distribution, top: str) -> bool:
+    """Whether ``dist`` installs the top-level module or package ``top``.
+
+    Read as ``importlib.metadata.packages_distributions`` reads it: the
+    names ``top_level.txt`` declares, else the top-level names of the files
+    the distribution lists.
+    """
+    declared = (dist.read_text("top_level.txt") or "").split()
+    if declared:
+        return top in declared
+    for file in dist.files or ():
+        parts = file.parts
+        if len(parts) > 1:
+            if parts[0] == top:
+                return True
+        elif inspect.getmodulename(file.name) == top:
+            return True
+    return False
+
+
+@functools.cache
+def distribution_providing(module: str, name: str | None) -> tuple[str | None, str | None]:
+    """:func:`distribution_of`, asking the distribution ``name`` first.
+
+    A loaded file names the distribution each object came from. If that
+    distribution is still installed and still provides ``module``'s
+    top-level package, its (name, version) is the answer, read from that
+    one distribution's metadata; otherwise every installed distribution is
+    scanned, as :func:`distribution_of` does.
+    """
+    top = module.split(".", 1)[0]
+    if name and top not in ("__main__", "builtins", ""):
+        try:
+            dist = importlib.metadata.distribution(name)
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            dist = None
+        if dist is not None and _provides(dist, top):
+            return dist.metadata["Name"], dist.version
+    return distribution_of(module)

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from keras_safe._config.describe import distribution_of, kind_of
+from keras_safe._config.describe import distribution_providing, kind_of
 from keras_safe._config.registry import registry
 from keras_safe._format.manifest import ENVIRONMENT_LABELS, Manifest, describe_object
 from keras_safe.errors import CompatibilityError, CompatibilityWarning, _see_docs
@@ -44,7 +44,14 @@ def find_drift(
         obj = objects.get(record.key)
         if obj is None:
             continue
-        live = describe_object(record.key, obj, kind_of(obj), distribution_of(obj.__module__))
+        # The installed distribution only matters against a version the file
+        # recorded: without one there is nothing to compare it with.
+        distribution = (
+            distribution_providing(obj.__module__, record.distribution)
+            if record.version
+            else (None, None)
+        )
+        live = describe_object(record.key, obj, kind_of(obj), distribution)
         what = record.key
         if (
             record.module
