@@ -291,8 +291,13 @@ class DatasetChecker:
     def __call__(
         self, path: str, ds: Any, described: tuple[tuple[int, ...], str] | None = None
     ) -> None:
-        """Refuse ``ds`` unless it fits a variable; ``described``: its (shape, dtype), if known."""
-        if not isinstance(ds, h5py.Dataset):
+        """Refuse ``ds`` unless it fits a variable; ``described``: its (shape, dtype), if known.
+
+        ``ds`` is an ``h5py.Dataset``, or a low-level ``DatasetID`` with ``described``.
+        """
+        if isinstance(ds, h5d.DatasetID) and described is not None:
+            ds = _LazyDataset(ds)
+        elif not isinstance(ds, h5py.Dataset):
             return
         if described is not None:
             shape, dtype = tuple(int(d) for d in described[0]), described[1]
@@ -315,6 +320,16 @@ class DatasetChecker:
         message = f"{self.where}: dataset {path!r} {message}"
         self.refusals.append(message)
         raise UnsafeModelError(message)
+
+
+class _LazyDataset:
+    """An ``h5py.Dataset`` made from a ``DatasetID`` only when read (see ``_cast_problem``)."""
+
+    def __init__(self, dataset_id: Any) -> None:
+        self._id = dataset_id
+
+    def __getitem__(self, key: Any) -> Any:
+        return h5py.Dataset(self._id)[key]
 
 
 # The one change of dtype accepted on load, as Keras makes it (a variable casts

@@ -99,6 +99,7 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         # (``_guard.hdf5_bounds.scan_weights``), which cover Keras' per-dataset ones.
         self.scanned = False
         self._named: tuple[Any, str] = (None, "")  # the entry group last read, its path
+        self._dtype_names: dict[Any, str] = {}
         self._scratch: np.ndarray[Any, Any] | None = None
         self._lent: weakref.ref[np.ndarray[Any, Any]] | None = None
         super().__init__("model.weights.h5", mode="r")
@@ -170,26 +171,30 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         read straight into a new array (as Keras' store returns).
         """
         try:
-            dataset = group[key]
-        except KeyError:
+            dataset = h5py.h5o.open(group.id, key.encode())
+        except (KeyError, ValueError, UnicodeEncodeError):
             raise KeyError(key) from None  # as from Keras' guard
-        if not isinstance(dataset, h5py.Dataset):
-            raise ValueError(f"Invalid H5 file, expected Dataset, received {type(dataset)}")
+        if not isinstance(dataset, h5py.h5d.DatasetID):
+            raise ValueError(f"Invalid H5 file, expected Dataset, received {type(group[key])}")
         if group is not self._named[0]:
             self._named = (group, group.name.lstrip("/"))
         path = f"{self._named[1]}/{key}"
-        shape, dtype = tuple(dataset.shape or ()), dataset.dtype
+        shape, dtype = dataset.shape, dataset.dtype
         # Keras' bfloat16 marker; most datasets have no attribute at all.
-        marked = h5py.h5a.get_num_attrs(dataset.id) > 0 and "dtype" in dataset.attrs
+        marked = h5py.h5a.get_num_attrs(dataset) > 0 and h5py.h5a.exists(dataset, b"dtype")
         if self.check is not None:
-            name = "bfloat16" if marked and dataset.attrs["dtype"] == "bfloat16" else str(dtype)
+            name = self._dtype_names.get(dtype)
+            if name is None:
+                name = self._dtype_names[dtype] = str(dtype)
+            if marked and h5py.Dataset(dataset).attrs["dtype"] == "bfloat16":
+                name = "bfloat16"
             self.check(path, dataset, (shape, name))
         if marked or dtype.kind not in "biufc":
             value = super().__getitem__(key)  # Keras' own conversions
         else:
             value = np.empty(shape, dtype)
             if value.size:
-                dataset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, value)
+                dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, value)
         self.consumed.add(path)
         return value
 
