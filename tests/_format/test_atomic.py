@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import zipfile
 import zlib
 from pathlib import Path
@@ -136,3 +137,23 @@ def test_a_saved_model_loads_with_plain_keras_in_a_fresh_process(tmp_path: Path)
         """,
         str(tmp_path),
     )
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists open descriptors on Linux")
+def test_commit_releases_the_replaced_file(tmp_path: Path) -> None:
+    # The replaced file's blocks are freed as its last descriptor closes, on
+    # another thread: the new file is in place at once, nothing stays open.
+    target = tmp_path / "model.keras"
+    target.write_bytes(b"old" * 1000)
+    before = len(os.listdir("/proc/self/fd"))
+    writer = AtomicArchiveWriter(target)
+    writer.zipfile.writestr("config.json", "{}")
+    writer.finish()
+    writer.commit()
+    with zipfile.ZipFile(target) as zf:
+        assert zf.namelist() == ["config.json"]
+    for thread in threading.enumerate():
+        if thread.name == "keras-safe-release":
+            thread.join(5)
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert _leftovers(tmp_path) == []

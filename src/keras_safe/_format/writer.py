@@ -5,7 +5,8 @@ The archive is written to a temporary file in the target's directory (so
 and overlapped with zip's own CRC and the write (the weights member is
 written in place by h5py and digested in one read: see ``inplace``),
 flushed to stable storage on another thread while the caller verifies the
-file, and only then moved over the target. Until then the target is
+file, and only then moved over the target (the replaced file's blocks are
+freed on another thread). Until then the target is
 untouched; on failure the temporary file is removed, and one left by a
 killed process is removed by the next save to the same directory.
 """
@@ -206,7 +207,10 @@ class AtomicArchiveWriter:
         self._close_file(check=True)
         _apply_mode(self.temp_path, self.target)
         if self.overwrite:
+            replaced = _hold(self.target)
             os.replace(self.temp_path, self.target)
+            if replaced is not None:
+                _release_later(replaced)
         else:
             try:
                 os.link(self.temp_path, self.target)  # fails atomically if it exists
@@ -237,6 +241,30 @@ class AtomicArchiveWriter:
                 sync.wait(check=check)
         finally:
             self._file.close()
+
+
+def _hold(path: Path) -> int | None:
+    """A descriptor of the file at ``path`` (None if there is none), to release it later.
+
+    Not on Windows, where a file open without delete sharing cannot be replaced.
+    """
+    if os.name == "nt":
+        return None
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+
+
+def _release_later(fd: int) -> None:
+    """Close ``fd`` on another thread.
+
+    When the replaced file's last name is gone, the file system frees its
+    blocks as its last descriptor closes: for a file of hundreds of MB, tens
+    of milliseconds that the caller need not wait for (the new file is in
+    place and durable already). A process that exits first closes it anyway.
+    """
+    threading.Thread(target=os.close, args=(fd,), daemon=True, name="keras-safe-release").start()
 
 
 def _apply_mode(temp: Path, target: Path) -> None:

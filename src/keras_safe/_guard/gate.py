@@ -46,8 +46,15 @@ __all__ = ["Screened", "check_configs", "resolve_pending"]
 
 @dataclass
 class Screened:
-    """What passed the gate: the build estimate and the references, resolved or pending."""
+    """What passed the gate: the configs as checked, the build estimate, the references.
 
+    ``configs`` are the configs passed in, each with every backend optimizer
+    twin read as its public class (the same object when it names none):
+    build from these, so what is built is what was checked, without a
+    second walk over the config.
+    """
+
+    configs: list[dict[str, Any]]
     estimate: BuildEstimate
     resolver: Resolver
     resolved: list[Resolved]
@@ -91,4 +98,4 @@ def check_configs(
             f"{path} asks Keras for more work or memory than a model needs, so it is "
             f"refused before Keras builds anything:\n{lines}\n" + _see_docs("UnsafeModelError")
         )
-    return Screened(estimate, resolver, resolved, pending)
+    return Screened(configs, estimate, resolver, resolved, pending)

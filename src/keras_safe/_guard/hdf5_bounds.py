@@ -28,6 +28,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from h5py import h5a, h5d, h5g, h5l, h5o, h5s, h5t
 
 from keras_safe._format.limits import ArchiveLimits
 from keras_safe.errors import IntegrityError, UnsafeModelError
@@ -82,16 +83,21 @@ def scan_weights(
     Raises:
         UnsafeModelError: naming the first offending object.
     """
+    # Low-level h5py calls throughout: the high-level objects cost tens of
+    # microseconds per lookup, and a model has a few hundred objects.
     seen: set[Any] = set()
-    stack: list[tuple[str, Any]] = [("", handle)]
+    stack: list[tuple[str, Any]] = [("", handle.id)]
     count, declared = 0, 0
     found: dict[str, tuple[tuple[int, ...], str]] = {}
+    checked: dict[Any, str] = {}  # dtypes that passed, and their names
     shared = False
     while stack:
         prefix, group = stack.pop()
         _check_attributes(group, prefix or "/", where, limits)
         _check_name_lists(group, prefix or "/", where)
-        for name in group:
+        # Past the object limit, one more link is enough to refuse the file.
+        for raw, kind, address in _links(group, limits.max_h5_objects - count + 1):
+            name = _decoded(raw)
             path = f"{prefix}/{name}" if prefix else name
             count += 1
             if count > limits.max_h5_objects:
@@ -99,25 +105,26 @@ def scan_weights(
                     f"{where} holds more than {limits.max_h5_objects} HDF5 objects "
                     "(ArchiveLimits.max_h5_objects)."
                 )
-            link = group.get(name, getlink=True)
-            if not isinstance(link, h5py.HardLink):
+            if kind != h5l.TYPE_HARD:
                 raise UnsafeModelError(
-                    f"{where}: {path!r} is an HDF5 {type(link).__name__}; a weights file "
+                    f"{where}: {path!r} is an HDF5 {_LINK_KINDS.get(kind, 'user-defined link')}; "
+                    "a weights file "
                     "points only to its own objects (soft and external links are refused)."
                 )
-            obj = group[name]
-            if obj.id in seen:
+            if address in seen:  # reached by another path
                 shared = True
                 continue
-            seen.add(obj.id)
-            if isinstance(obj, h5py.Group):
+            seen.add(address)
+            obj = h5o.open(group, raw)
+            if isinstance(obj, h5g.GroupID):
                 stack.append((path, obj))
-            elif isinstance(obj, h5py.Dataset):
-                size, shape, dtype = _check_dataset(obj, path, where, limits)
+            elif isinstance(obj, h5d.DatasetID):
+                size, shape, dtype = _check_dataset(obj, path, where, limits, checked)
                 declared += size
-                found[path] = (shape, str(dtype))
+                found[path] = (shape, checked[dtype])
             else:
-                raise UnsafeModelError(f"{where}: {path!r} is an HDF5 {type(obj).__name__}.")
+                what = "Datatype" if isinstance(obj, h5t.TypeID) else type(obj).__name__
+                raise UnsafeModelError(f"{where}: {path!r} is an HDF5 {what}.")
     if declared > file_size:
         raise UnsafeModelError(
             f"{where}: its datasets declare {declared} bytes but the file holds {file_size}; "
@@ -129,14 +136,45 @@ def scan_weights(
     return declared
 
 
+_LINK_KINDS = {h5l.TYPE_SOFT: "SoftLink", h5l.TYPE_EXTERNAL: "ExternalLink"}
+
+
+def _links(group: Any, most: int) -> list[tuple[bytes, int, int | None]]:
+    """``(name, link type, object address or None)`` of the first ``most`` links in ``group``.
+
+    ``group`` is a low-level ``GroupID``; the links come in h5py's order (by name).
+    """
+    found: list[tuple[bytes, int, int | None]] = []
+
+    def collect(name: bytes, info: Any) -> bool:
+        # ``info`` is valid only during the call.
+        kind = info.type
+        found.append((name, kind, info.u if kind == h5l.TYPE_HARD else None))
+        return len(found) >= most  # True stops the iteration
+
+    group.links.iterate(collect, info=True)
+    return found
+
+
+def _decoded(name: bytes) -> str:
+    """A link name as h5py's high-level API spells it (UTF-8, else the bytes' repr)."""
+    try:
+        return name.decode("utf-8")
+    except UnicodeDecodeError:
+        return str(name)
+
+
 def _check_name_lists(group: Any, path: str, where: str) -> None:
     # Legacy .h5 files list a group's weights and layers by name; Keras reads
     # every name listed, so one dataset named a million times is read a
     # million times. A file Keras wrote never repeats a name.
+    if not h5a.get_num_attrs(group):
+        return
+    attrs = h5py.AttributeManager(h5py.Group(group))
     for key in ("weight_names", "layer_names"):
-        if key not in group.attrs:
+        if key not in attrs:
             continue
-        names = group.attrs[key]
+        names = attrs[key]
         listed = [bytes(n) if isinstance(n, (bytes, np.bytes_)) else str(n) for n in names]
         if len(set(listed)) != len(listed):
             raise UnsafeModelError(
@@ -147,15 +185,20 @@ def _check_name_lists(group: Any, path: str, where: str) -> None:
 
 
 def _check_dataset(
-    ds: Any, path: str, where: str, limits: ArchiveLimits
+    ds: Any, path: str, where: str, limits: ArchiveLimits, checked: dict[Any, str]
 ) -> tuple[int, tuple[int, ...], Any]:
-    """Refuse what a weights dataset may not be; return (declared bytes, shape, dtype)."""
-    if ds.is_virtual or ds.external:
+    """Refuse what a weights dataset (an ``h5d.DatasetID``) may not be.
+
+    Returns (declared bytes, shape, dtype); ``checked`` maps the dtypes that
+    passed to their names (a model has a handful, in hundreds of datasets).
+    """
+    plist = ds.get_create_plist()
+    virtual = plist.get_layout() == h5d.VIRTUAL
+    if virtual or plist.get_external_count() > 0:
         raise UnsafeModelError(
             f"{where}: dataset {path!r} keeps its data in another file "
-            f"({'virtual' if ds.is_virtual else 'external storage'}); refusing it."
+            f"({'virtual' if virtual else 'external storage'}); refusing it."
         )
-    plist = ds.id.get_create_plist()
     for index in range(plist.get_nfilters()):
         filter_id = plist.get_filter(index)[0]
         if filter_id not in _BUILTIN_FILTERS:
@@ -163,12 +206,16 @@ def _check_dataset(
                 f"{where}: dataset {path!r} uses HDF5 filter {filter_id}, which HDF5 would "
                 "load as a plugin library; refusing it."
             )
-    dtype, shape = ds.dtype, ds.shape
-    _check_type(dtype, f"dataset {path!r}", where)
+    dtype = ds.dtype
+    if dtype not in checked:
+        _check_type(dtype, f"dataset {path!r}", where)
+        checked[dtype] = str(dtype)
     _check_attributes(ds, path, where, limits)
-    if shape is None:
+    space = ds.get_space()
+    if space.get_simple_extent_type() == h5s.NULL:
         raise UnsafeModelError(f"{where}: dataset {path!r} has no shape (a null dataspace).")
-    return int(math.prod(shape)) * int(dtype.itemsize), tuple(shape), dtype
+    shape = tuple(space.shape)
+    return int(math.prod(shape)) * int(dtype.itemsize), shape, dtype
 
 
 def _check_type(dtype: Any, what: str, where: str) -> None:
@@ -182,17 +229,20 @@ def _check_type(dtype: Any, what: str, where: str) -> None:
 
 
 def _check_attributes(obj: Any, path: str, where: str, limits: ArchiveLimits) -> None:
-    for name in obj.attrs:
-        attr = h5py.h5a.open(obj.id, name.encode("utf-8"))
+    """Bound the attributes of ``obj`` (a low-level h5py object id)."""
+    for index in range(h5a.get_num_attrs(obj)):
+        attr = h5a.open(obj, index=index)
         try:
             size = attr.get_storage_size()
         except RuntimeError:  # HDF5 reports an empty attribute's 0 bytes as an error
             size = 0
         elements = attr.get_space().get_simple_extent_npoints()
-        vlen = attr.get_type().get_class() == h5py.h5t.VLEN or (
-            attr.get_type().get_class() == h5py.h5t.STRING and attr.get_type().is_variable_str()
+        kind = attr.get_type()
+        vlen = kind.get_class() == h5py.h5t.VLEN or (
+            kind.get_class() == h5py.h5t.STRING and kind.is_variable_str()
         )
         if size > limits.max_h5_attribute_bytes or (vlen and elements > _MAX_VLEN_ELEMENTS):
+            name = _decoded(attr.name)
             raise UnsafeModelError(
                 f"{where}: attribute {name!r} of {path!r} holds {elements} values in {size} "
                 f"bytes (limit {limits.max_h5_attribute_bytes}, "
@@ -241,8 +291,13 @@ class DatasetChecker:
     def __call__(
         self, path: str, ds: Any, described: tuple[tuple[int, ...], str] | None = None
     ) -> None:
-        """Refuse ``ds`` unless it fits a variable; ``described``: its (shape, dtype), if known."""
-        if not isinstance(ds, h5py.Dataset):
+        """Refuse ``ds`` unless it fits a variable; ``described``: its (shape, dtype), if known.
+
+        ``ds`` is an ``h5py.Dataset``, or a low-level ``DatasetID`` with ``described``.
+        """
+        if isinstance(ds, h5d.DatasetID) and described is not None:
+            ds = _LazyDataset(ds)
+        elif not isinstance(ds, h5py.Dataset):
             return
         if described is not None:
             shape, dtype = tuple(int(d) for d in described[0]), described[1]
@@ -265,6 +320,16 @@ class DatasetChecker:
         message = f"{self.where}: dataset {path!r} {message}"
         self.refusals.append(message)
         raise UnsafeModelError(message)
+
+
+class _LazyDataset:
+    """An ``h5py.Dataset`` made from a ``DatasetID`` only when read (see ``_cast_problem``)."""
+
+    def __init__(self, dataset_id: Any) -> None:
+        self._id = dataset_id
+
+    def __getitem__(self, key: Any) -> Any:
+        return h5py.Dataset(self._id)[key]
 
 
 # The one change of dtype accepted on load, as Keras makes it (a variable casts

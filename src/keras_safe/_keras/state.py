@@ -98,6 +98,8 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         # Set once keras_safe's own HDF5 checks passed on the whole file
         # (``_guard.hdf5_bounds.scan_weights``), which cover Keras' per-dataset ones.
         self.scanned = False
+        self._named: tuple[Any, str] = (None, "")  # the entry group last read, its path
+        self._dtype_names: dict[Any, str] = {}
         self._scratch: np.ndarray[Any, Any] | None = None
         self._lent: weakref.ref[np.ndarray[Any, Any]] | None = None
         super().__init__("model.weights.h5", mode="r")
@@ -116,7 +118,21 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
         return path
 
     def get(self, path: str) -> Any:
-        return super().get(self._translate(path))
+        path = self._translate(path)
+        if self.scanned and "_h5_entry_initialized" in vars(self):
+            # Keras looks up the path, then its "vars", each lookup guarded
+            # against links the scan already refused in the whole file: one
+            # lookup finds the group; anything else goes Keras' way.
+            try:
+                found = h5py.h5o.open(self.h5_file.id, f"{path}/vars".lstrip("/").encode())
+            except (KeyError, ValueError, UnicodeEncodeError):
+                found = None
+            if isinstance(found, h5py.h5g.GroupID):
+                self._h5_entry_path = path
+                self._h5_entry_group = h5py.Group(found)
+                self._h5_entry_initialized = True
+                return self
+        return super().get(path)
 
     def has_path(self, path: str) -> bool:
         return compat.h5_store_has_path(self, self._translate(path))
@@ -134,12 +150,51 @@ class RecordingH5Store(saving_lib.H5IOStore):  # type: ignore[misc]
 
     def __getitem__(self, key: str) -> Any:
         group = self._h5_entry_group
-        if deferred_scope() is not None and isinstance(group, h5py.Group):
-            return self._get_deferred(group, key)
+        if isinstance(group, h5py.Group):
+            if deferred_scope() is not None:
+                return self._get_deferred(group, key)
+            if self.scanned and "/" not in key:
+                return self._get_scanned(group, key)
         path = f"{group.name.lstrip('/')}/{key}" if hasattr(group, "name") else key
         if self.check is not None and hasattr(group, "name") and key in group:
             self.check(path, group.get(key))
         value = super().__getitem__(key)
+        self.consumed.add(path)
+        return value
+
+    def _get_scanned(self, group: Any, key: str) -> Any:
+        """``__getitem__`` once the whole file passed ``scan_weights``: each lookup made once.
+
+        The scan refused links, external and virtual storage and shape bombs
+        in the whole file, which covers Keras' per-dataset guards; the
+        dataset is found once, its shape and dtype read once, checked, and
+        read straight into a new array (as Keras' store returns).
+        """
+        try:
+            dataset = h5py.h5o.open(group.id, key.encode())
+        except (KeyError, ValueError, UnicodeEncodeError):
+            raise KeyError(key) from None  # as from Keras' guard
+        if not isinstance(dataset, h5py.h5d.DatasetID):
+            raise ValueError(f"Invalid H5 file, expected Dataset, received {type(group[key])}")
+        if group is not self._named[0]:
+            self._named = (group, group.name.lstrip("/"))
+        path = f"{self._named[1]}/{key}"
+        shape, dtype = dataset.shape, dataset.dtype
+        # Keras' bfloat16 marker; most datasets have no attribute at all.
+        marked = h5py.h5a.get_num_attrs(dataset) > 0 and h5py.h5a.exists(dataset, b"dtype")
+        if self.check is not None:
+            name = self._dtype_names.get(dtype)
+            if name is None:
+                name = self._dtype_names[dtype] = str(dtype)
+            if marked and h5py.Dataset(dataset).attrs["dtype"] == "bfloat16":
+                name = "bfloat16"
+            self.check(path, dataset, (shape, name))
+        if marked or dtype.kind not in "biufc":
+            value = super().__getitem__(key)  # Keras' own conversions
+        else:
+            value = np.empty(shape, dtype)
+            if value.size:
+                dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, value)
         self.consumed.add(path)
         return value
 

@@ -207,7 +207,7 @@ class _Side:
         self.reader = reader
         manifest = read_manifest(reader)
         config = self.config()
-        check_configs([config], reader.path, reader.limits, manifest=manifest)
+        config = check_configs([config], reader.path, reader.limits, manifest=manifest).configs[0]
         if manifest is None:
             manifest = derive_manifest(reader, config)
         self.manifest: Manifest = manifest

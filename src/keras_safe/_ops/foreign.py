@@ -103,15 +103,18 @@ def _summary(
 
 
 def derive_manifest(reader: ArchiveReader, config: dict[str, Any]) -> Manifest:
-    """A manifest for a plain ``.keras`` archive, read off its config and members."""
-    config = _keras.public_optimizer_names(config)
+    """A manifest for a plain ``.keras`` archive, read off its config and members.
+
+    ``config``: as :func:`~keras_safe._guard.gate.check_configs` returned it
+    (optimizer twins read as their public classes).
+    """
     shapes: dict[str, tuple[tuple[int, ...], str]] = {}
     if reader.has(WEIGHTS):
         try:
             with h5py.File(reader.window(WEIGHTS), "r") as handle:
                 where = f"{WEIGHTS} in {reader.path}"
-                scan_weights(handle, where, reader.limits, reader.size(WEIGHTS))
-                shapes = dataset_shapes(handle)
+                scan_weights(handle, where, reader.limits, reader.size(WEIGHTS), shapes)
+                shapes = shapes or dataset_shapes(handle)
         except OSError:
             shapes = {}
     keras_version = None

@@ -171,7 +171,7 @@ def inspect(filepath: str | os.PathLike[str], *, limits: ArchiveLimits | None = 
         with ArchiveReader(path, checked) as reader:
             manifest = read_manifest(reader)
             config = parse_json(reader.read(CONFIG), CONFIG, path, checked)
-            check_configs([config], path, checked, manifest=manifest)
+            config = check_configs([config], path, checked, manifest=manifest).configs[0]
             if reader.has(WEIGHTS):
                 # The same HDF5 checks as load and diff, though inspect reads no
                 # weight; weights that are not HDF5 at all (damage) do not stop it.
@@ -272,18 +272,18 @@ def load_archive(
         if hasher is not None:
             hasher.start()
     try:
-        # A torch optimizer is read as the public class it stands for, so the
-        # file loads under any backend; a model loaded without compiling never
-        # reads its compile config, so nothing in it is resolved either.
-        config = _keras.public_optimizer_names(
-            parse_json(config_bytes, CONFIG, path, reader.limits)
-        )
+        # A model loaded without compiling never reads its compile config, so
+        # nothing in it is resolved either.
+        config = parse_json(config_bytes, CONFIG, path, reader.limits)
         if not options.compile and config.get("compile_config") is not None:
             config = {**config, "compile_config": None}
         resolver = Resolver(options.custom_objects, options.allow_imports)
         screened = check_configs(
             [config], path, reader.limits, resolver=resolver, manifest=manifest
         )
+        # Built as checked: a torch optimizer read as the public class it stands
+        # for, so the file loads under any backend.
+        config = screened.configs[0]
         estimate = screened.estimate
         resolved = resolve_pending(screened.resolved, screened.pending, resolver, manifest, path)
         if manifest is not None:
