@@ -6,7 +6,9 @@ without measuring time: in fresh processes under each installed backend,
 ``keras_safe.load`` may import only the keras_safe modules that load needs,
 nothing else that ``keras.models.load_model`` of the same file does not
 import, and may not scan every installed distribution when the file's
-custom objects come from no installed distribution.
+custom objects come from no installed distribution. Nor may the first
+``keras_safe.save``, whose manifest names the distribution of each custom
+object: it asks the distribution named like the object's package first.
 """
 
 from __future__ import annotations
@@ -170,3 +172,54 @@ def test_the_first_load_imports_only_what_loading_needs(tmp_path: Path, backend:
     # no distribution version, so drift has nothing to compare and no reason
     # to scan every installed distribution.
     assert safe["scans"] == 0
+
+
+SAVE_SCANS = """
+import json, sys
+import keras
+import keras_safe
+import keras_safe._config.describe as describe
+
+module = __import__(sys.argv[2], fromlist=["Scale"])
+inputs = keras.Input((8,))
+outputs = module.Gate()(module.Scale(4)(inputs))
+model = keras.Model(inputs, outputs)
+keras_safe.save(model, sys.argv[1], roundtrip=False)
+scans = describe._distributions_by_package.cache_info().currsize
+records = sorted(
+    [o.key, o.distribution, o.version] for o in keras_safe.inspect(sys.argv[1]).objects
+)
+print("RESULT " + json.dumps({
+    "scans": scans,
+    "records": records,
+    "full_scan": list(describe.distribution_of(sys.argv[2])),
+}))
+"""
+
+
+def _install(root: Path, name: str, version: str) -> None:
+    info = root / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "RECORD").write_text(f"{name}/__init__.py,,\n{name}/layers.py,,\n")
+
+
+@pytest.mark.parametrize("installed", [False, True], ids=["local", "installed"])
+def test_the_first_save_scans_no_distributions(tmp_path: Path, installed: bool) -> None:
+    package = "scan_layers_dist" if installed else "scan_layers_local"
+    write_module(tmp_path, f"{package}.layers", LAYERS)
+    if installed:
+        _install(tmp_path, package, "2.1.0")
+    path = tmp_path / "m.keras"
+    proc = run_python(SAVE_SCANS, str(path), f"{package}.layers", path=[tmp_path])
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, proc.stdout + proc.stderr
+    result = json.loads(lines[-1][len("RESULT ") :])
+    assert result["scans"] == 0
+    expected = [package, "2.1.0"] if installed else [None, None]
+    assert result["records"] == [
+        ["import_tests>Gate", *expected],
+        ["import_tests>Scale", *expected],
+    ]
+    # The full scan, made afterwards, names the same distribution.
+    assert result["full_scan"] == expected

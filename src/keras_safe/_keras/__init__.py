@@ -14,7 +14,9 @@ Keras upgrade that moves them breaks this package (covered by
 - ``deferred``: the value-less rebuild used by ``save(roundtrip=True)`` and its
   ``StatelessScope`` (``ObservingScope``);
 - ``cpython``: the undocumented parts of ``zipfile`` the archive writer and
-  reader use (the archive's file, a write handle's counts, ``start_dir``).
+  reader use (the archive's file, a write handle's counts, ``start_dir``),
+  and the rule by which ``importlib.metadata`` infers a distribution's
+  top-level names from its files.
 
 The rest of keras_safe imports from here only (``from keras_safe import
 _keras``), never from ``keras.src``, and names neither ``keras.src`` modules
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 from keras_safe._keras import compat  # first: refuses a Keras that is too old
 from keras_safe._keras.cpython import (
+    inferred_top_level_names,
     zip_abandon,
     zip_central_directory_offset,
     zip_file_of,
@@ -109,6 +112,7 @@ __all__ = [
     "deserialize_model",
     "forget_registered_name",
     "has_unbuilt_sublayers",
+    "inferred_top_level_names",
     "is_functional_init",
     "is_keras_operation",
     "keras_backend_package",

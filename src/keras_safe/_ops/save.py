@@ -21,7 +21,7 @@ import keras
 
 from keras_safe import _keras
 from keras_safe._config.codec import registered_key
-from keras_safe._config.describe import distribution_of, kind_of
+from keras_safe._config.describe import installed_distribution_of, kind_of
 from keras_safe._config.registry import registry
 from keras_safe._format.manifest import (
     FORMAT_VERSION,
@@ -265,7 +265,10 @@ def _preflight(config: dict[str, Any]) -> tuple[ObjectRecord, ...]:
         if key not in records:
             obj = resolved.obj
             records[key] = describe_object(
-                key, obj, kind_of(obj), distribution_of(getattr(obj, "__module__", "") or "")
+                key,
+                obj,
+                kind_of(obj),
+                installed_distribution_of(getattr(obj, "__module__", "") or ""),
             )
             if ref.kind == "class" and ref.config is not None:
                 problems.extend(_round_trip_problems(ref, obj))
