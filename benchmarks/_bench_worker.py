@@ -9,7 +9,7 @@ Jobs:
 - ``save`` / ``load``: one timed operation of one side, in this fresh process
   (neither the allocator's cached memory nor Keras' or TensorFlow's caches
   from another side can flatter it);
-- ``warm``: every side, interleaved and in rotated order, ``rounds`` times in
+- ``warm``: every side, interleaved in a new order each round, ``rounds`` times in
   this one process, as a training script saves again and again (with
   ``burners``: while that many busy-looping processes keep the cores busy);
 - ``checkpoint``: a small training run with and without a checkpoint callback
@@ -38,6 +38,7 @@ import gc
 import hashlib
 import json
 import os
+import random
 import resource
 import shutil
 import statistics
@@ -392,8 +393,12 @@ def job_warm(spec: dict[str, Any]) -> dict[str, Any]:
     """Every save and load side, interleaved, ``rounds`` times in this one process.
 
     A first untimed round warms every side up (one-time costs: lazy imports,
-    first files). Each round then runs the sides in an order rotated by one
-    from the round before; the save sides overwrite their own file each
+    first files). Each round then runs the sides in a new order, drawn from
+    a generator seeded with the round's number: with a fixed cyclic order
+    each side would always follow the same one and pay for what that one
+    leaves behind (the page cache of a file just written, blocks still being
+    freed), which made one side look slower than a side doing strictly more
+    work. The save sides overwrite their own file each
     round, as a training script overwrites its checkpoint. The loads read the
     file keras_safe wrote. ``sides`` can narrow the sides (without the A/A
     sides for a single round).
@@ -417,7 +422,7 @@ def job_warm(spec: dict[str, Any]) -> dict[str, Any]:
         rounds = spec["rounds"]
         with cpu_burners(spec.get("burners", 0)):
             for r in range(rounds):
-                for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+                for key in random.Random(r).sample(keys, len(keys)):
                     operation, side = key
                     last = r == rounds - 1
                     profile = _profile_path(spec, f"{operation}-{side}") if last else None

@@ -28,8 +28,9 @@ the operation alone). Two modes, both by default:
 - ``warm``: one process per model saving and loading again and again, as a
   training script does: every side, interleaved, after an untimed round.
 
-Sides are interleaved (A B C D, then B C D A, ...), so slow phases of the
-machine hit every side; each figure is the median (and min) of ``--repeat``
+Sides are interleaved (fresh processes: A B C D, then B C D A, ...; one
+process: a new seeded random order each round, so no side always follows
+the same one), so slow phases of the machine hit every side; each figure is the median (and min) of ``--repeat``
 rounds (5 or more for figures worth quoting). Also measured:
 
 - ``--contended SIZES``: the warm mode again with every core kept busy by a
