@@ -417,6 +417,8 @@ def job_warm(spec: dict[str, Any]) -> dict[str, Any]:
         keys = list(operations)
         for key in keys:  # warm-up round
             operations[key]()
+            if key[0] == "save" and spec.get("unlink_saves"):
+                (workdir / f"{key[1]}.keras").unlink(missing_ok=True)
             gc.collect()
         samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
         rounds = spec["rounds"]
@@ -429,6 +431,10 @@ def job_warm(spec: dict[str, Any]) -> dict[str, Any]:
                     result = measure(operations[key], profile)
                     if key in (("save", "keras_safe_verify"), ("save", "keras_safe_first")):
                         result["verify_path"] = _verification()
+                    if operation == "save" and spec.get("unlink_saves"):
+                        # Too large to keep one file per side on this disk: the
+                        # next save of this side writes a new file, not a replacement.
+                        (workdir / f"{side}.keras").unlink(missing_ok=True)
                     samples.setdefault(operation, {}).setdefault(side, []).append(result)
         info = _describe(model, spec)
         info["file_bytes"] = source.stat().st_size

@@ -30,8 +30,9 @@ the operation alone). Two modes, both by default:
 
 Sides are interleaved (fresh processes: A B C D, then B C D A, ...; one
 process: a new seeded random order each round, so no side always follows
-the same one), so slow phases of the machine hit every side; each figure is the median (and min) of ``--repeat``
-rounds (5 or more for figures worth quoting). Also measured:
+the same one), so slow phases of the machine hit every side; each figure
+is the median (and min) of ``--repeat`` rounds (5 or more for figures worth
+quoting). Also measured:
 
 - ``--contended SIZES``: the warm mode again with every core kept busy by a
   CPU burner (one busy-looping process per core, started and stopped by the
@@ -320,6 +321,12 @@ def warm_run(
     if repeat == 1:  # a smoke run: no A/A sides
         spec["save_sides"] = [s for s in WARM_SAVE_SIDES if s != "plain_again"]
         spec["load_sides"] = [s for s in LOAD_SIDES if s != "plain_again"]
+    # Each save side keeps its own file (overwritten every round, as a
+    # checkpoint is); when that many files of this size would not fit on the
+    # disk (1B parameters: 6 GB each), each is removed after it is timed.
+    file_bytes = params * 3 * (2 if dtype == "bfloat16" else 4)
+    if shutil.disk_usage(workdir).free < (len(spec["save_sides"]) + 3) * file_bytes:
+        spec["unlink_saves"] = True
     if profile is not None:
         spec["profile_dir"] = str(profile)
     if mode == "contended":
