@@ -365,9 +365,12 @@ def _paths(samples: list[dict[str, Any]]) -> str:
 def summarise(run: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per compared side: medians, mins and keras_safe/plain ratios."""
     rows = []
-    for operation, by_side in run["samples"].items():
+    for operation in sorted(run["samples"], key=("save", "load").index):
+        by_side = run["samples"][operation]
         plain = {k: stats([s[k] for s in by_side["plain"]]) for k in ("seconds", "cpu", "peak_rss")}
-        for side, values in by_side.items():
+        # The table's order, whatever order the sides ran in.
+        for side in sorted(by_side, key=lambda name: (*WARM_SAVE_SIDES, *LOAD_SIDES).index(name)):
+            values = by_side[side]
             if side == "plain":
                 continue
             mine = {k: stats([s[k] for s in values]) for k in ("seconds", "cpu", "peak_rss")}
@@ -1029,6 +1032,8 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """
     if len(reports) == 1:
         return reports[0]
+    for report in reports:  # rows as this version of the script makes them
+        report["rows"] = [row for run in report["runs"] for row in summarise(run)]
     merged = dict(reports[0])
     rows, runs = list(merged["rows"]), list(merged["runs"])
     seen = {(r["mode"], r["backend"], r["model"], r["size"]) for r in runs}
