@@ -311,19 +311,10 @@ def deepest_first(directory: Path, count: int = 4_000) -> Path:
     4,000 layers (16 million loop steps) stay under max_layer_calls, so the
     loop bound is what refuses them; the review's 14,400 exceed both.
     """
-    layers = [input_layer("x", [None, 4])]
-    previous = "x"
-    for i in range(count):
-        name = f"a{i}"
-        layers.append(
-            simple_layer(
-                "Activation", name, [call(tensor(previous, [None, 4]))], activation="linear"
-            )
-        )
-        previous = name
+    layers, last = _activation_chain(count)
     layers.reverse()
     return _replace_config(
-        directory, "deepest_first.keras", functional("small", layers, ["x"], [[previous, 0, 0]])
+        directory, "deepest_first.keras", functional("small", layers, ["x"], [[last, 0, 0]])
     )
 
 
@@ -333,6 +324,14 @@ def long_chain(directory: Path, count: int = 4_000) -> Path:
     Rebuilding it takes seconds (a few milliseconds per layer call), so only
     the wall clock (``max_build_seconds``) can stop it sooner.
     """
+    layers, last = _activation_chain(count)
+    return _replace_config(
+        directory, "long_chain.keras", functional("small", layers, ["x"], [[last, 0, 0]])
+    )
+
+
+def _activation_chain(count: int) -> tuple[list[dict[str, Any]], str]:
+    """Input ``x`` and ``count`` linear activations, each calling the one before; last name."""
     layers = [input_layer("x", [None, 4])]
     previous = "x"
     for i in range(count):
@@ -343,9 +342,7 @@ def long_chain(directory: Path, count: int = 4_000) -> Path:
             )
         )
         previous = name
-    return _replace_config(
-        directory, "long_chain.keras", functional("small", layers, ["x"], [[previous, 0, 0]])
-    )
+    return layers, previous
 
 
 def nested_twice(directory: Path, depth: int = 22) -> Path:

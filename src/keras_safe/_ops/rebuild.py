@@ -26,8 +26,6 @@ digests computed from the written bytes.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import re
 import threading
@@ -102,7 +100,7 @@ def verify_written(
         config = {k: v for k, v in config.items() if k != "compile_config"}
     problems: list[str] | None = None
     _LAST.path = None
-    basis = _proof_basis(model, config, sample_input, manifest, compare_optimizer)
+    basis = _proof_basis(model, sample_input, manifest, compare_optimizer)
     if basis is not None and _proven(model) == basis:
         _LAST.path = ("reused", None)
         _log.debug(
@@ -143,16 +141,16 @@ def verify_written(
 
 def _proof_basis(
     model: Any,
-    config: dict[str, Any],
     sample_input: Any,
     manifest: Manifest | None,
     with_optimizer: bool,
 ) -> Hashable | None:
     """Everything a rebuild of ``model``'s file depends on but the values; None: never reused.
 
-    The config compared; the digest of every member but the weights (assets
-    carry data that loading interprets); every custom object as recorded
-    (module, version, signature, source digest) and the registry's
+    The digest of every member but the weights (config.json holds the
+    config as written, and assets carry data that loading interprets);
+    every custom object as recorded (module, version, signature, source
+    digest) and the registry's
     key-to-object map (loading resolves through it); Keras' backend and
     global dtype policy; each variable's path, shape and dtype, and the
     optimizer's. Not reused when outputs on ``sample_input`` are compared
@@ -170,7 +168,6 @@ def _proof_basis(
                 return None
     variables = list(model.weights) + (list(optimizer.variables) if optimizer is not None else [])
     try:
-        text = json.dumps(config, sort_keys=True)
         layout = tuple((v.path, tuple(v.shape), str(v.dtype)) for v in variables)
         known = tuple(sorted((key, id(registry.get(key))) for key in registry))
     except (TypeError, ValueError, AttributeError):
@@ -183,7 +180,6 @@ def _proof_basis(
         )
     )
     return (
-        hashlib.sha256(text.encode()).hexdigest(),
         members,
         manifest.objects,
         known,
