@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 import zipfile
 import zlib
@@ -157,3 +158,83 @@ def test_commit_releases_the_replaced_file(tmp_path: Path) -> None:
             thread.join(5)
     assert len(os.listdir("/proc/self/fd")) == before
     assert _leftovers(tmp_path) == []
+
+
+
+def _resident_pages(path: Path) -> int:
+    """How many of the file's pages are in the page cache (``mincore``, Linux)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long
+    ]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    size = path.stat().st_size
+    vector = (ctypes.c_ubyte * ((size + mmap.PAGESIZE - 1) // mmap.PAGESIZE))()
+    with open(path, "rb") as handle:
+        # Mapping a file reads nothing: only mincore looks at the pages.
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, handle.fileno(), 0)
+        assert address not in (None, ctypes.c_void_p(-1).value)
+        try:
+            assert libc.mincore(address, size, vector) == 0, ctypes.get_errno()
+        finally:
+            libc.munmap(address, size)
+    return sum(v & 1 for v in vector)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mincore and fadvise: Linux")
+def test_the_replaced_files_cached_pages_are_released_before_writing(tmp_path: Path) -> None:
+    # The new file's pages reuse the memory of the old file's (as an in-place
+    # overwrite would), and the two are never cached together. The old bytes
+    # stay on disk, readable, until the commit; an abort keeps them.
+    target = tmp_path / "model.keras"
+    old = os.urandom(4 << 20)
+    with open(target, "wb") as handle:
+        handle.write(old)
+        handle.flush()
+        os.fsync(handle.fileno())  # clean pages: the kernel may drop them
+    assert target.read_bytes() == old
+    assert _resident_pages(target) > 0
+    writer = AtomicArchiveWriter(target)
+    assert _resident_pages(target) == 0
+    assert target.read_bytes() == old
+    writer.zipfile.writestr("config.json", "{}")
+    writer.abort()
+    assert target.read_bytes() == old
+    # Without overwrite, the target is left alone entirely.
+    assert _resident_pages(target) > 0
+    AtomicArchiveWriter(target, overwrite=False).abort()
+    assert _resident_pages(target) > 0
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_a_named_pipe_at_the_target_is_replaced_without_waiting_for_a_writer(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "model.keras"
+    os.mkfifo(target)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    outcome: list[object] = []
+
+    def save() -> None:
+        try:
+            outcome.append(keras_safe.save(model, target))
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=save, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():  # opened the pipe for reading and waits for a writer: free it
+        os.close(os.open(target, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(10)
+        pytest.fail("keras_safe.save waited for a writer on the named pipe it replaces")
+    assert len(outcome) == 1 and isinstance(outcome[0], keras_safe.Manifest), outcome
+    assert target.is_file()
+    loaded = keras_safe.load(target)
+    for a, b in zip(loaded.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))

@@ -6,9 +6,10 @@ and overlapped with zip's own CRC and the write (the weights member is
 written in place by h5py and digested in one read: see ``inplace``),
 flushed to stable storage on another thread while the caller verifies the
 file, and only then moved over the target (the replaced file's blocks are
-freed on another thread). Until then the target is
-untouched; on failure the temporary file is removed, and one left by a
-killed process is removed by the next save to the same directory.
+freed on another thread). Until then the target's bytes are untouched (its
+cached pages are released up front: see ``_release_cached_pages``); on
+failure the temporary file is removed, and one left by a killed process is
+removed by the next save to the same directory.
 """
 
 from __future__ import annotations
@@ -171,6 +172,8 @@ class AtomicArchiveWriter:
         self.overwrite = overwrite
         directory = target.parent
         clean_stale_temporaries(directory)
+        if overwrite:
+            _release_cached_pages(target)
         prefix = f".{target.name}.keras-safe-{_host_tag()}-{os.getpid()}-"
         fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
         self.temp_path = Path(name)
@@ -243,15 +246,49 @@ class AtomicArchiveWriter:
             self._file.close()
 
 
+def _release_cached_pages(path: Path) -> None:
+    """Ask the kernel to drop the page cache of the file being replaced (not the file).
+
+    Plain Keras overwrites its target in place, so the new bytes reuse the
+    memory of the old file's pages at once. An atomic save writes a new file
+    while the old one still exists: without this, a save of a 300 MB model
+    would hold both in the page cache, and the new file's pages would come
+    from memory that has been free a while, which some virtual machines have
+    returned to their host and must fault back in (measured: up to 0.4 s of
+    system time at 300 MB, varying from save to save). The old file's clean
+    pages are freed here, just before the new ones are needed; its bytes on
+    disk are untouched and still readable. Where ``posix_fadvise`` does not
+    exist (Windows, macOS), nothing is done.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    # Non-blocking, so that a FIFO at the path cannot hang the save; not
+    # through a symbolic link, whose target file stays where it is.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # no file yet, not readable, or a link: nothing to release
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass  # advice only
+    finally:
+        os.close(fd)
+
+
 def _hold(path: Path) -> int | None:
     """A descriptor of the file at ``path`` (None if there is none), to release it later.
 
     Not on Windows, where a file open without delete sharing cannot be replaced.
+    Non-blocking: a FIFO at the path (which the save replaces) has no writer.
     """
     if os.name == "nt":
         return None
     try:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
 
