@@ -160,7 +160,6 @@ def test_commit_releases_the_replaced_file(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
-
 def _resident_pages(path: Path) -> int:
     """How many of the file's pages are in the page cache (``mincore``, Linux)."""
     import ctypes
@@ -169,7 +168,12 @@ def _resident_pages(path: Path) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [
-        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
     ]
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
