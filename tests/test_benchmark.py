@@ -231,3 +231,71 @@ def test_runs_measured_apart_are_published_as_one(
     second.write_text(json.dumps(big))
     assert bench.main(["--from-json", str(first), str(second), "--markdown"]) == 0
     assert "custom blocks 1B (bfloat16)" in capsys.readouterr().out
+
+
+def test_every_target_at_every_size_is_summed_up_before_the_rows() -> None:
+    report = _report([_run("warm", 10**6), _run("fresh", 10**6, verify=2.0), _run("warm", 10**9)])
+    text = bench.markdown(report)
+    lines = text.splitlines()
+    head = lines.index("| target | 1M | 1B (bfloat16) |")
+    assert head < lines.index(next(line for line in lines if line.startswith("| mode |")))
+    glance = lines[head + 2 : head + 12]
+    assert glance == [
+        "| save(roundtrip=False), time <= 1.05x | 0.95x / 0.95x | 0.95x / - |",
+        "| save(roundtrip=False), CPU <= 1.2x | 1.11x / 1.11x | 1.11x / - |",
+        # In a fresh process every save is the model's first.
+        "| save(roundtrip=True), first save of a model, time <= 1.5x "
+        "| **2.38x** / **2.00x** | **2.38x** / - |",
+        "| save(roundtrip=True), first save of a model, CPU <= 1.2x "
+        "| **2.67x** / **1.67x** | **2.67x** / - |",
+        "| save(roundtrip=True), later saves, time <= 1.5x | 1.40x / - | 1.40x / - |",
+        "| save(roundtrip=True), later saves, CPU <= 1.2x | **1.67x** / - | **1.67x** / - |",
+        "| load, time <= 1.0x | 0.95x / 0.95x | 0.95x / - |",
+        "| load, CPU <= 1.2x | 1.10x / 1.10x | 1.10x / - |",
+        "| peak RSS, highest of the operations <= 1.0x | 0.95x / 0.92x | 0.95x / - |",
+        "| A/A rows (plain vs plain), time: the noise | 0.98-0.98x | 0.98-0.98x |",
+    ]
+    # Only TensorFlow's custom blocks: other backends have their own table.
+    jax = _report([_run("warm", 10**6, backend="jax")])
+    assert "| target |" not in bench.markdown(jax)
+
+
+def test_the_machine_line_says_what_touching_freed_memory_again_costs() -> None:
+    report = _report([_run("warm", 10**6)])
+    assert "system time" not in bench.markdown(report)
+    probe = bench.memory_refault(mb=8, pause=0.01)
+    if sys.platform.startswith("linux"):
+        assert probe is not None and probe["mb"] == 8 and probe["pause"] == 0.01
+        assert probe["just_freed"] >= 0 and probe["after_pause"] >= 0
+    # A run that measured it lends it to runs published with it that did not.
+    later = _report([_run("fresh", 10**6)])
+    later["machine"]["memory_refault"] = {
+        "mb": 512,
+        "pause": 5.0,
+        "just_freed": 0.09,
+        "after_pause": 0.7,
+    }
+    text = bench.markdown(bench.merge_reports([report, later]))
+    assert (
+        "filling 512 MB of memory costs 0.09 s of system time right after it was freed and "
+        "0.70 s after 5 s free" in text
+    )
+    assert text.startswith("Measured 2026-12-06")
+
+
+def test_the_profile_summary_covers_the_first_save_and_a_later_one(tmp_path: Path) -> None:
+    import cProfile
+
+    def rebuild() -> int:
+        return sum(range(1000))
+
+    for name in ("warm-custom-1M-save-keras_safe_first", "warm-custom-1M-save-keras_safe_verify"):
+        profiler = cProfile.Profile()
+        profiler.runcall(rebuild)
+        profiler.dump_stats(tmp_path / f"{name}.prof")
+    (tmp_path / "warm-custom-25M-save-keras_safe_first.prof").write_bytes(b"")  # not the smallest
+    summary = bench.profile_summary(tmp_path, 10**6)
+    assert "== warm-custom-1M-save-keras_safe_first.prof" in summary
+    assert "== warm-custom-1M-save-keras_safe_verify.prof" in summary
+    assert "25M" not in summary and "rebuild" in summary
+    assert "no profile matching" in bench.profile_summary(tmp_path / "none", 10**6)
