@@ -66,7 +66,8 @@ find_python() {
 }
 
 # A fresh virtualenv at $1 with the built wheel, its test extra and any further
-# requirements ("keras==3.13.2" ...), or with "--hub" the keras-hub extra too, or with
+# requirements ("keras==3.13.2" ...), or with "--hub" the keras-hub and bench extras
+# too (the main job: ecosystem models, and the benchmark's chart), or with
 # "--no-deps" the wheel alone; nothing of the checkout is installed.
 wheel_venv() {
     local where=$1; shift
@@ -77,7 +78,7 @@ wheel_venv() {
     if [ "${1:-}" = --no-deps ]; then
         "$where/bin/${PIP[0]}" "${PIP[@]:1}" --no-deps "$wheel"
     elif [ "${1:-}" = --hub ]; then
-        "$where/bin/${PIP[0]}" "${PIP[@]:1}" "$wheel[test,hub]"
+        "$where/bin/${PIP[0]}" "${PIP[@]:1}" "$wheel[test,hub,bench]"
     else
         "$where/bin/${PIP[0]}" "${PIP[@]:1}" "$wheel[test]" "$@"
     fi

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,10 @@ def test_the_page_gets_tables_and_chart_between_its_markers(tmp_path: Path) -> N
 def test_a_saved_run_is_published_again_with_its_chart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("matplotlib")
+    if os.environ.get("KERAS_SAFE_MAIN_JOB"):  # the main CI job installs the bench extra
+        import matplotlib  # noqa: F401
+    else:
+        pytest.importorskip("matplotlib")
     report = _report([_run("warm", 10**6), _run("warm", 25 * 10**6), _run("fresh", 10**6)])
     saved = tmp_path / "run.json"
     saved.write_text(json.dumps(report))
